@@ -1,0 +1,3 @@
+//! rekor-cli
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! rekor-server-posix
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! rekor-api (under construction).

@@ -1,0 +1,1 @@
+//! rekor-client (under construction).

@@ -1,0 +1,1 @@
+//! rekor-entries (under construction).

@@ -1,0 +1,1 @@
+//! rekor-log (under construction).

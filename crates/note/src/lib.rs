@@ -1,0 +1,1 @@
+//! rekor-note (under construction).

@@ -1,0 +1,1 @@
+//! rekor-server (under construction).

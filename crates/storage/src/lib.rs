@@ -1,0 +1,1 @@
+//! rekor-storage (under construction).

@@ -1,0 +1,1 @@
+//! rekor-testkit (under construction).

@@ -1,0 +1,1 @@
+//! rekor-tlog (under construction).
