@@ -1,1 +1,283 @@
-//! rekor-storage (under construction).
+//! Storage for a tile-based transparency log: the [`Storage`] and [`Coordinator`] traits and their backends.
+//!
+//! A log needs two kinds of state:
+//!
+//! - [`Storage`] holds what readers fetch, laid out as C2SP tlog-tiles: immutable hash tiles
+//!   (`tile/<L>/<N>[.p/<W>]`) and entry bundles (`tile/entries/<N>[.p/<W>]`), plus the one mutable object,
+//!   the `checkpoint`. It is an object store (a directory, GCS, S3) that a CDN or static file server can serve.
+//! - [`Coordinator`] holds what only the log itself reads: durable sequencing (which entry got which index,
+//!   until its tiles are written) and the persistent dedup index.
+//!
+//! Integration is deterministic: tiles are a pure function of the sequenced entries. That is what lets
+//! several frontends integrate concurrently (their writes are identical, so create-only writes succeed)
+//! and lets a crashed log finish integrating on restart. The checkpoint is swapped by version, so it never
+//! moves backwards.
+//!
+//! Backends: [`memory`] (always built, for tests) and `posix` (feature `posix`, the default).
+//!
+//! ```
+//! # tokio_test_block_on(async {
+//! use rekor_storage::{memory::MemoryStorage, Object, Storage};
+//! let storage = MemoryStorage::default();
+//! storage.write_objects(vec![Object::new("tile/0/000.p/1", vec![0u8; 32])]).await?;
+//! assert_eq!(storage.read("tile/0/000.p/1").await?.len(), 32);
+//! # Ok::<(), rekor_storage::Error>(()) });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+
+mod error;
+pub mod memory;
+#[cfg(feature = "posix")]
+pub mod posix;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use error::{BoxError, Error, Result};
+
+/// The path of the checkpoint object, relative to the storage root.
+pub const CHECKPOINT_PATH: &str = "checkpoint";
+
+/// `Cache-Control` for tiles and entry bundles: they never change once written.
+pub const IMMUTABLE_CACHE_CONTROL: &str = "max-age=604800,immutable";
+/// `Cache-Control` for the checkpoint: it changes with every published tree.
+pub const CHECKPOINT_CACHE_CONTROL: &str = "no-cache";
+
+/// An immutable object to write: a hash tile or an entry bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// Path relative to the storage root, e.g. `tile/0/x001/234.p/7`.
+    pub path: String,
+    /// The object's bytes.
+    pub data: Bytes,
+}
+
+impl Object {
+    /// Builds an object from a path and its bytes.
+    pub fn new(path: impl Into<String>, data: impl Into<Bytes>) -> Self {
+        Object {
+            path: path.into(),
+            data: data.into(),
+        }
+    }
+}
+
+/// The kinds of object a log publishes, each with the headers a reader or CDN should see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// The signed checkpoint note.
+    Checkpoint,
+    /// A hash tile or an entry bundle.
+    Tile,
+}
+
+impl ObjectKind {
+    /// The kind of object stored at `path`.
+    pub fn of_path(path: &str) -> Self {
+        if path == CHECKPOINT_PATH {
+            ObjectKind::Checkpoint
+        } else {
+            ObjectKind::Tile
+        }
+    }
+
+    /// The `Content-Type` for this kind.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ObjectKind::Checkpoint => "text/plain; charset=utf-8",
+            ObjectKind::Tile => "application/octet-stream",
+        }
+    }
+
+    /// The `Cache-Control` for this kind.
+    pub fn cache_control(self) -> &'static str {
+        match self {
+            ObjectKind::Checkpoint => CHECKPOINT_CACHE_CONTROL,
+            ObjectKind::Tile => IMMUTABLE_CACHE_CONTROL,
+        }
+    }
+}
+
+/// An opaque version of a mutable object, used for compare-and-swap (a generation, an ETag, a content hash).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectVersion(pub String);
+
+impl std::fmt::Display for ObjectVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A mutable object's bytes and the version they were read at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versioned {
+    /// The object's bytes.
+    pub data: Bytes,
+    /// The version to pass back when replacing it.
+    pub version: ObjectVersion,
+}
+
+/// The public, readable half of a log's state: tiles, entry bundles and the checkpoint.
+#[async_trait]
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Writes immutable objects (hash tiles and entry bundles), create-only.
+    ///
+    /// Contract: an object that already exists with identical bytes is left as it is (so the call is
+    /// idempotent); one that exists with different bytes fails the call with [`Error::AlreadyExists`],
+    /// because two integrations of the same sequence disagreed. Every object is durable when `Ok` is
+    /// returned. On error some objects may have been written; none is referenced until a checkpoint names it.
+    async fn write_objects(&self, objects: Vec<Object>) -> Result<()>;
+
+    /// Reads an object by path. A missing object is [`Error::NotFound`].
+    async fn read(&self, path: &str) -> Result<Bytes>;
+
+    /// Reads the checkpoint and its version; `None` before the first checkpoint is published.
+    async fn read_checkpoint(&self) -> Result<Option<Versioned>>;
+
+    /// Replaces the checkpoint atomically and durably, if its current version is `expected`
+    /// (`None`: no checkpoint may exist yet). Returns the new version.
+    ///
+    /// A version mismatch is [`Error::Precondition`] and changes nothing. Readers see the old or the
+    /// new checkpoint, never a mix.
+    async fn write_checkpoint(
+        &self,
+        data: Bytes,
+        expected: Option<&ObjectVersion>,
+    ) -> Result<ObjectVersion>;
+}
+
+/// A leaf to sequence: the canonical entry bytes and their SHA-256 (the dedup key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceLeaf {
+    /// SHA-256 of `data`, the dedup key (not the RFC 6962 leaf hash).
+    pub dedup_key: [u8; 32],
+    /// The canonical entry bytes, as they will appear in the entry bundle.
+    pub data: Bytes,
+}
+
+/// How far the log has got: entries below `integrated` are in tiles; those in
+/// `integrated..sequenced` have indices but their tiles may not be written yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SequenceState {
+    /// The tree size whose tiles and bundles are all written.
+    pub integrated: u64,
+    /// The next index to assign.
+    pub sequenced: u64,
+}
+
+/// The private half of a log's state: durable sequencing and the dedup index.
+#[async_trait]
+pub trait Coordinator: Send + Sync + Debug + 'static {
+    /// Assigns consecutive indices to `leaves`, atomically and durably, and returns the first index.
+    ///
+    /// Contract: when `Ok` is returned the leaves survive a crash and will be integrated at those indices;
+    /// on error none of them was sequenced. The leaf bytes are kept until [`Coordinator::mark_integrated`]
+    /// covers them. Each leaf's `dedup_key → index` is recorded in the dedup index in the same commit.
+    /// Not idempotent: sequencing the same leaves twice gives them two indices.
+    async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64>;
+
+    /// Looks up dedup keys; returns the index each was sequenced at, or `None`.
+    async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>>;
+
+    /// The current sequencing state.
+    async fn state(&self) -> Result<SequenceState>;
+
+    /// Reads the bytes of sequenced leaves in `from..to` (all must be sequenced and not yet released).
+    /// A missing leaf is [`Error::NotFound`].
+    async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>>;
+
+    /// Records that the tiles for `..to` are written, if the integrated size is still `from`,
+    /// and releases the leaf bytes below `to`.
+    ///
+    /// A different integrated size is [`Error::Precondition`] and changes nothing. This commit need not
+    /// be durable: if it is lost, integration is repeated and produces identical objects.
+    async fn mark_integrated(&self, from: u64, to: u64) -> Result<()>;
+}
+
+/// Checks that `path` is a public object path: relative, no empty, `.` or `..` components, and no
+/// component starting with `.` (private state lives in hidden directories and is never served).
+///
+/// # Errors
+///
+/// [`Error::InvalidPath`] naming the rule the path broke.
+pub fn check_object_path(path: &str) -> Result<()> {
+    const MAX_PATH_LEN: usize = 256;
+    let invalid = |reason| {
+        Err(Error::InvalidPath {
+            path: path.chars().take(MAX_PATH_LEN).collect(),
+            reason,
+        })
+    };
+    if path.is_empty() || path.len() > MAX_PATH_LEN {
+        return invalid("empty or too long");
+    }
+    if path.starts_with('/') {
+        return invalid("absolute path");
+    }
+    for component in path.split('/') {
+        if component.is_empty() {
+            return invalid("empty path component");
+        }
+        if component.starts_with('.') {
+            return invalid("hidden or relative path component");
+        }
+        if !component
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        {
+            return invalid("unexpected character");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_are_checked() {
+        for good in ["checkpoint", "tile/0/000", "tile/entries/x001/234.p/7"] {
+            assert!(check_object_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/checkpoint",
+            "tile//0",
+            "../x",
+            "tile/../../etc",
+            ".rekor/db",
+            "tile/.hidden",
+            "tile/0/a b",
+            "tile/0/\u{0}",
+        ] {
+            assert!(
+                matches!(check_object_path(bad), Err(Error::InvalidPath { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn kinds_have_the_read_api_headers() {
+        assert_eq!(
+            ObjectKind::of_path("checkpoint").cache_control(),
+            "no-cache"
+        );
+        assert_eq!(
+            ObjectKind::of_path("tile/0/000").cache_control(),
+            "max-age=604800,immutable"
+        );
+        assert_eq!(
+            ObjectKind::of_path("tile/entries/000").content_type(),
+            "application/octet-stream"
+        );
+    }
+}

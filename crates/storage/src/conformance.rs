@@ -1,0 +1,149 @@
+//! The conformance suite every backend must pass. Each backend's tests call these functions on a
+//! fresh, empty instance; they panic on the first broken contract.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a test suite: a failed assertion is its output"
+)]
+
+use bytes::Bytes;
+
+use crate::{CHECKPOINT_PATH, Coordinator, Error, Object, SequenceLeaf, SequenceState, Storage};
+
+/// Checks the [`Storage`] contract on an empty store.
+pub async fn storage_suite(storage: &dyn Storage) {
+    // Missing objects are NotFound, and there is no checkpoint yet.
+    assert!(matches!(
+        storage.read("tile/0/000").await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(storage.read_checkpoint().await.unwrap().is_none());
+
+    // Create-only writes, idempotent for identical bytes.
+    let tile = Object::new("tile/0/x001/234.p/2", vec![7u8; 64]);
+    let bundle = Object::new("tile/entries/000.p/1", vec![0u8, 1, 42]);
+    storage
+        .write_objects(vec![tile.clone(), bundle.clone()])
+        .await
+        .unwrap();
+    assert_eq!(storage.read(&tile.path).await.unwrap(), tile.data);
+    assert_eq!(storage.read(&bundle.path).await.unwrap(), bundle.data);
+    storage.write_objects(vec![tile.clone()]).await.unwrap();
+    let conflicting = Object::new(tile.path.clone(), vec![8u8; 64]);
+    assert!(matches!(
+        storage.write_objects(vec![conflicting]).await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert_eq!(storage.read(&tile.path).await.unwrap(), tile.data);
+    storage.write_objects(Vec::new()).await.unwrap();
+
+    // Paths that escape the root or name private state are refused.
+    for bad in ["../escape", ".rekor/lock", "/etc/passwd", "tile//0"] {
+        assert!(
+            matches!(
+                storage
+                    .write_objects(vec![Object::new(bad, vec![1u8])])
+                    .await,
+                Err(Error::InvalidPath { .. })
+            ),
+            "write {bad}"
+        );
+        assert!(
+            matches!(storage.read(bad).await, Err(Error::InvalidPath { .. })),
+            "read {bad}"
+        );
+    }
+
+    // The checkpoint is swapped by version.
+    let first = storage
+        .write_checkpoint(Bytes::from_static(b"one\n"), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        storage
+            .write_checkpoint(Bytes::from_static(b"stale\n"), None)
+            .await,
+        Err(Error::Precondition { .. })
+    ));
+    let read = storage.read_checkpoint().await.unwrap().unwrap();
+    assert_eq!(read.data, Bytes::from_static(b"one\n"));
+    assert_eq!(read.version, first);
+    assert_eq!(
+        storage.read(CHECKPOINT_PATH).await.unwrap(),
+        Bytes::from_static(b"one\n")
+    );
+    let second = storage
+        .write_checkpoint(Bytes::from_static(b"two\n"), Some(&first))
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    assert!(matches!(
+        storage
+            .write_checkpoint(Bytes::from_static(b"lost race\n"), Some(&first))
+            .await,
+        Err(Error::Precondition { .. })
+    ));
+    let read = storage.read_checkpoint().await.unwrap().unwrap();
+    assert_eq!(read.data, Bytes::from_static(b"two\n"));
+    assert_eq!(read.version, second);
+}
+
+fn leaf(n: u8) -> SequenceLeaf {
+    SequenceLeaf {
+        dedup_key: [n; 32],
+        data: Bytes::from(vec![n; usize::from(n) + 1]),
+    }
+}
+
+/// Checks the [`Coordinator`] contract on an empty coordinator.
+pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
+    assert_eq!(coordinator.state().await.unwrap(), SequenceState::default());
+    assert_eq!(coordinator.sequence(&[leaf(1), leaf(2)]).await.unwrap(), 0);
+    assert_eq!(coordinator.sequence(&[leaf(3)]).await.unwrap(), 2);
+    assert_eq!(coordinator.sequence(&[]).await.unwrap(), 3);
+    assert_eq!(
+        coordinator.state().await.unwrap(),
+        SequenceState {
+            integrated: 0,
+            sequenced: 3
+        }
+    );
+    assert_eq!(
+        coordinator
+            .lookup(&[[1; 32], [9; 32], [3; 32]])
+            .await
+            .unwrap(),
+        vec![Some(0), None, Some(2)]
+    );
+    let leaves = coordinator.read_sequenced(1, 3).await.unwrap();
+    assert_eq!(leaves, vec![leaf(2).data, leaf(3).data]);
+
+    // mark_integrated is a compare-and-swap on the integrated size.
+    assert!(matches!(
+        coordinator.mark_integrated(1, 2).await,
+        Err(Error::Precondition { .. })
+    ));
+    assert!(matches!(
+        coordinator.mark_integrated(0, 4).await,
+        Err(Error::Precondition { .. })
+    ));
+    coordinator.mark_integrated(0, 2).await.unwrap();
+    assert_eq!(
+        coordinator.state().await.unwrap(),
+        SequenceState {
+            integrated: 2,
+            sequenced: 3
+        }
+    );
+    assert!(matches!(
+        coordinator.read_sequenced(1, 3).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        coordinator.read_sequenced(2, 3).await.unwrap(),
+        vec![leaf(3).data]
+    );
+    // The dedup index outlives integration.
+    assert_eq!(coordinator.lookup(&[[2; 32]]).await.unwrap(), vec![Some(1)]);
+}

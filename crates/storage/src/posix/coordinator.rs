@@ -1,0 +1,194 @@
+//! Sequencing and dedup for the POSIX backend, in an embedded fjall database.
+//!
+//! Keyspaces: `sequenced` (index, big-endian u64 → leaf bytes, kept until integrated), `dedup`
+//! (32-byte key → index) and `meta` (`sequenced`, `integrated` → big-endian u64). One write batch per
+//! call keeps them consistent; `sequence` commits with fsync.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::{BACKEND, join_error};
+use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
+
+const META_SEQUENCED: &[u8] = b"sequenced";
+const META_INTEGRATED: &[u8] = b"integrated";
+
+fn db_error(error: fjall::Error) -> Error {
+    Error::Unavailable {
+        backend: BACKEND,
+        source: Box::new(error),
+    }
+}
+
+fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| Error::Corrupt {
+        backend: BACKEND,
+        what,
+    })?;
+    Ok(u64::from_be_bytes(array))
+}
+
+#[derive(Clone)]
+struct Db {
+    db: Database,
+    sequenced: Keyspace,
+    dedup: Keyspace,
+    meta: Keyspace,
+}
+
+/// The POSIX backend's [`Coordinator`].
+pub struct PosixCoordinator {
+    db: Db,
+    // Serialises sequencing and integration commits; holds the cached state they update.
+    state: Arc<Mutex<SequenceState>>,
+    _lock: Arc<File>,
+}
+
+impl std::fmt::Debug for PosixCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PosixCoordinator")
+            .field("state", &*lock_state(&self.state))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock_state(state: &Mutex<SequenceState>) -> MutexGuard<'_, SequenceState> {
+    // The guarded value is only replaced after a successful commit, so it is valid even if a
+    // holder panicked.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PosixCoordinator {
+    pub(super) fn open(path: &Path, lock: Arc<File>) -> Result<Self> {
+        let db = Database::builder(path).open().map_err(db_error)?;
+        let open = |name| db.keyspace(name, KeyspaceCreateOptions::default);
+        let db = Db {
+            sequenced: open("sequenced").map_err(db_error)?,
+            dedup: open("dedup").map_err(db_error)?,
+            meta: open("meta").map_err(db_error)?,
+            db,
+        };
+        let read_meta = |key: &[u8], what| -> Result<u64> {
+            match db.meta.get(key).map_err(db_error)? {
+                Some(value) => decode_u64(&value, what),
+                None => Ok(0),
+            }
+        };
+        let state = SequenceState {
+            integrated: read_meta(META_INTEGRATED, "integrated size")?,
+            sequenced: read_meta(META_SEQUENCED, "sequenced size")?,
+        };
+        if state.integrated > state.sequenced {
+            return Err(Error::Corrupt {
+                backend: BACKEND,
+                what: "integrated size beyond sequenced size",
+            });
+        }
+        Ok(PosixCoordinator {
+            db,
+            state: Arc::new(Mutex::new(state)),
+            _lock: lock,
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Db, &Mutex<SequenceState>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || work(&db, &state))
+            .await
+            .map_err(join_error)?
+    }
+}
+
+#[async_trait]
+impl Coordinator for PosixCoordinator {
+    async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64> {
+        let leaves = leaves.to_vec();
+        self.blocking(move |db, state| {
+            let mut state = lock_state(state);
+            let first = state.sequenced;
+            let mut batch = db.db.batch().durability(Some(PersistMode::SyncAll));
+            let mut next = first;
+            for leaf in &leaves {
+                batch.insert(&db.sequenced, next.to_be_bytes(), leaf.data.as_ref());
+                batch.insert(&db.dedup, leaf.dedup_key, next.to_be_bytes());
+                next = next.checked_add(1).ok_or(Error::Corrupt {
+                    backend: BACKEND,
+                    what: "sequence overflow",
+                })?;
+            }
+            batch.insert(&db.meta, META_SEQUENCED, next.to_be_bytes());
+            batch.commit().map_err(db_error)?;
+            state.sequenced = next;
+            Ok(first)
+        })
+        .await
+    }
+
+    async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+        let keys = dedup_keys.to_vec();
+        self.blocking(move |db, _| {
+            keys.iter()
+                .map(|key| match db.dedup.get(key).map_err(db_error)? {
+                    Some(value) => decode_u64(&value, "dedup index").map(Some),
+                    None => Ok(None),
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn state(&self) -> Result<SequenceState> {
+        Ok(*lock_state(&self.state))
+    }
+
+    async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>> {
+        self.blocking(move |db, _| {
+            (from..to)
+                .map(
+                    |index| match db.sequenced.get(index.to_be_bytes()).map_err(db_error)? {
+                        Some(value) => Ok(Bytes::copy_from_slice(&value)),
+                        None => Err(Error::NotFound {
+                            path: format!("sequenced leaf {index}"),
+                        }),
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
+        self.blocking(move |db, state| {
+            let mut state = lock_state(state);
+            if state.integrated != from || to < from || to > state.sequenced {
+                return Err(Error::Precondition {
+                    what: "integrated size",
+                    expected: from.to_string(),
+                    found: state.integrated.to_string(),
+                });
+            }
+            // Losing this commit in a crash only means integrating these leaves again, which
+            // writes identical objects, so it need not wait for fsync.
+            let mut batch = db.db.batch().durability(Some(PersistMode::Buffer));
+            for index in from..to {
+                batch.remove(&db.sequenced, index.to_be_bytes());
+            }
+            batch.insert(&db.meta, META_INTEGRATED, to.to_be_bytes());
+            batch.commit().map_err(db_error)?;
+            state.integrated = to;
+            Ok(())
+        })
+        .await
+    }
+}
