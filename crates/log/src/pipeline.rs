@@ -1,0 +1,367 @@
+//! The pipeline task: batching, dedup, sequencing, then integration and publication.
+//!
+//! One task owns the tree. A batch closes when it is full (`batch_max_size`), when its oldest entry
+//! has waited `batch_max_age`, or as soon as the pipeline could publish it (the checkpoint interval
+//! has passed and nothing is in flight). With the POSIX default (publish every batch) that is group
+//! commit: an idle log takes a lone entry at once, and a busy one gathers what arrived meanwhile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rekor_storage::{Coordinator, SequenceLeaf, Storage};
+use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, verify_inclusion};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use crate::dedup::DedupCache;
+use crate::integrator::Integrator;
+use crate::publisher::Publisher;
+use crate::{Appended, LogConfig, LogError, LogStats, lock};
+
+/// A request to log one entry.
+pub(crate) struct Request {
+    pub(crate) leaf: Bytes,
+    pub(crate) dedup_key: [u8; 32],
+    pub(crate) leaf_hash: Hash,
+    pub(crate) reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// A sequenced entry waiting for the checkpoint that covers it.
+struct Waiter {
+    index: u64,
+    leaf_hash: Hash,
+    reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+pub(crate) struct Pipeline {
+    pub(crate) config: LogConfig,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) coordinator: Arc<dyn Coordinator>,
+    pub(crate) integrator: Integrator,
+    pub(crate) publisher: Publisher,
+    pub(crate) cache: Arc<Mutex<DedupCache>>,
+    pub(crate) stats: Arc<LogStats>,
+    /// The size the coordinator has recorded as integrated.
+    pub(crate) integrated: u64,
+    waiters: Vec<Waiter>,
+    /// The last publication failed; retry it before sequencing anything new.
+    failing: bool,
+    /// While failing, no retry before this instant.
+    retry_after: Option<Instant>,
+}
+
+impl Pipeline {
+    #[allow(clippy::too_many_arguments, reason = "built once, by Log::open")]
+    pub(crate) fn new(
+        config: LogConfig,
+        storage: Arc<dyn Storage>,
+        coordinator: Arc<dyn Coordinator>,
+        integrator: Integrator,
+        publisher: Publisher,
+        cache: Arc<Mutex<DedupCache>>,
+        stats: Arc<LogStats>,
+        integrated: u64,
+    ) -> Self {
+        Pipeline {
+            config,
+            storage,
+            coordinator,
+            integrator,
+            publisher,
+            cache,
+            stats,
+            integrated,
+            waiters: Vec::new(),
+            failing: false,
+            retry_after: None,
+        }
+    }
+
+    /// Runs until every sender is dropped, then publishes what is left and returns.
+    pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut pending: Vec<Request> = Vec::new();
+        let mut oldest: Option<Instant> = None;
+        let mut closed = false;
+        loop {
+            let publish_at = self.publish_deadline();
+            let batch_deadline = oldest.map(|t| t + self.config.batch_max_age);
+            let wake = [publish_at, batch_deadline].into_iter().flatten().min();
+            let room = self.config.batch_max_size.saturating_sub(pending.len());
+
+            if !closed && room > 0 {
+                tokio::select! {
+                    biased;
+                    received = requests.recv_many(&mut pending, room) => {
+                        if received == 0 {
+                            closed = true;
+                        } else if oldest.is_none() {
+                            oldest = Some(Instant::now());
+                        }
+                    }
+                    () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {}
+                }
+            }
+
+            let now = Instant::now();
+            let publish_now = self.publish_allowed(now);
+            let cut = !pending.is_empty()
+                && (pending.len() >= self.config.batch_max_size
+                    || closed
+                    || publish_now
+                    || batch_deadline.is_some_and(|d| d <= now));
+            if cut {
+                let batch = std::mem::take(&mut pending);
+                oldest = None;
+                self.sequence(batch).await;
+            }
+            if self.has_unpublished() && (closed || self.publish_allowed(Instant::now())) {
+                self.publish().await;
+            }
+            if closed && pending.is_empty() && (!self.has_unpublished() || self.failing) {
+                // On a failing store, the remaining waiters have been answered; what was
+                // sequenced is integrated on the next start.
+                break;
+            }
+        }
+    }
+
+    fn has_unpublished(&self) -> bool {
+        self.integrator.size().get() != self.publisher.current().size
+            || self.integrator.has_unwritten()
+    }
+
+    fn publish_allowed(&self, now: Instant) -> bool {
+        if self.retry_after.is_some_and(|t| now < t) {
+            return false;
+        }
+        match self.publisher.last_published() {
+            None => true,
+            Some(last) => now >= last + self.config.checkpoint_interval,
+        }
+    }
+
+    /// When the next publication may happen, if anything awaits one.
+    fn publish_deadline(&self) -> Option<Instant> {
+        if !self.has_unpublished() {
+            return None;
+        }
+        let at = self
+            .publisher
+            .last_published()
+            .map_or_else(Instant::now, |last| last + self.config.checkpoint_interval);
+        Some(self.retry_after.map_or(at, |retry| at.max(retry)))
+    }
+
+    /// Drops duplicates, sequences the rest durably and hands them to the integrator.
+    async fn sequence(&mut self, batch: Vec<Request>) {
+        if self.failing {
+            // Do not sequence more while the store is failing: retry what is pending first.
+            if self.publish_allowed(Instant::now()) {
+                self.publish().await;
+            }
+            if self.failing {
+                let error = LogError::Storage(Arc::new(rekor_storage::Error::Unavailable {
+                    backend: "log",
+                    source: "storage is failing; entry not sequenced".into(),
+                }));
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        }
+
+        let mut fresh: Vec<Request> = Vec::with_capacity(batch.len());
+        let mut followers: Vec<(usize, Request)> = Vec::new();
+        let mut positions: HashMap<[u8; 32], usize> = HashMap::new();
+        {
+            let cache = lock(&self.cache);
+            for request in batch {
+                if let Some(index) = cache.get(&request.dedup_key) {
+                    self.stats.record_duplicate();
+                    let _ = request.reply.send(Err(LogError::Duplicate { index }));
+                } else if let Some(&position) = positions.get(&request.dedup_key) {
+                    followers.push((position, request));
+                } else {
+                    positions.insert(request.dedup_key, fresh.len());
+                    fresh.push(request);
+                }
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+
+        let leaves: Vec<SequenceLeaf> = fresh
+            .iter()
+            .map(|r| SequenceLeaf {
+                dedup_key: r.dedup_key,
+                data: r.leaf.clone(),
+            })
+            .collect();
+        let span = info_span!(
+            "batch",
+            batch_size = fresh.len(),
+            first_index = tracing::field::Empty
+        );
+        let sequenced = self
+            .coordinator
+            .sequence(&leaves)
+            .instrument(span.clone())
+            .await;
+        let first = match sequenced {
+            Ok(first) => first,
+            Err(e) => {
+                warn!(parent: &span, error = %e, "sequencing failed");
+                let error = LogError::from(e);
+                for request in fresh
+                    .into_iter()
+                    .chain(followers.into_iter().map(|(_, r)| r))
+                {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                return;
+            }
+        };
+        span.record("first_index", first);
+        let expected = self.integrator.size().get();
+        if first != expected {
+            // Another writer sequenced entries this integrator has not seen. POSIX holds an
+            // exclusive lock, so this is corruption; cloud backends integrate from the coordinator.
+            error!(parent: &span, first, expected, "sequence does not continue the integrated tree");
+            let error = LogError::inconsistent(format!(
+                "sequencer returned index {first}, integrator expected {expected}"
+            ));
+            for request in fresh
+                .into_iter()
+                .chain(followers.into_iter().map(|(_, r)| r))
+            {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+            self.failing = true;
+            return;
+        }
+
+        {
+            let mut cache = lock(&self.cache);
+            for (offset, request) in (0u64..).zip(&fresh) {
+                cache.insert(request.dedup_key, first + offset);
+            }
+        }
+        for (position, request) in followers {
+            self.stats.record_duplicate();
+            let index = first + u64::try_from(position).unwrap_or(u64::MAX);
+            let _ = request.reply.send(Err(LogError::Duplicate { index }));
+        }
+
+        let data: Vec<Bytes> = fresh.iter().map(|r| r.leaf.clone()).collect();
+        let hashes: Vec<Hash> = fresh.iter().map(|r| r.leaf_hash).collect();
+        if let Err(e) = self.integrator.append(&data, &hashes) {
+            error!(parent: &span, error = %e, "integration failed");
+            for request in fresh {
+                let _ = request.reply.send(Err(e.clone()));
+            }
+            self.failing = true;
+            return;
+        }
+        self.stats.record_sequenced(fresh.len());
+        for (offset, request) in (0u64..).zip(fresh) {
+            self.waiters.push(Waiter {
+                index: first + offset,
+                leaf_hash: request.leaf_hash,
+                reply: request.reply,
+            });
+        }
+    }
+
+    /// Writes pending tiles, publishes a checkpoint over them and answers the waiters.
+    async fn publish(&mut self) {
+        let size = self.integrator.size();
+        let root = self.integrator.root();
+        let span = info_span!("publish", tree_size = size.get());
+        let result = async {
+            let objects = self.integrator.write(self.storage.as_ref()).await?;
+            let checkpoint = self
+                .publisher
+                .publish(self.storage.as_ref(), size.get(), root)
+                .await?;
+            debug!(objects, "checkpoint published");
+            Ok::<_, LogError>(checkpoint)
+        }
+        .instrument(span.clone())
+        .await;
+
+        let checkpoint = match result {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                error!(parent: &span, error = %e, "publishing failed; waiting entries get an error");
+                self.stats.record_publish_failure();
+                self.failing = true;
+                self.retry_after = Some(Instant::now() + self.config.retry_backoff);
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.reply.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        self.failing = false;
+        self.retry_after = None;
+        self.stats.record_checkpoint();
+
+        match self
+            .coordinator
+            .mark_integrated(self.integrated, size.get())
+            .await
+        {
+            Ok(()) => self.integrated = size.get(),
+            // Not fatal: the entries are in tiles and a checkpoint. On restart they are integrated
+            // again, which rewrites identical objects.
+            Err(e) => warn!(parent: &span, error = %e, "recording the integrated size failed"),
+        }
+
+        let tiles = self.integrator.proof_tiles();
+        // One prover per checkpoint: it hashes each tile once, then every proof is lookups.
+        let mut prover = Prover::new(size, &tiles);
+        for waiter in self.waiters.drain(..) {
+            let outcome = prove(&mut prover, waiter.index, size, &waiter.leaf_hash, &root);
+            let reply = match outcome {
+                Ok(proof) => Ok(Appended {
+                    index: waiter.index,
+                    leaf_hash: waiter.leaf_hash,
+                    proof,
+                    checkpoint: Arc::clone(&checkpoint),
+                }),
+                Err(e) => {
+                    self.stats.record_proof_failure();
+                    error!(parent: &span, index = waiter.index, error = %e, "inclusion proof failed to verify");
+                    Err(e)
+                }
+            };
+            let _ = waiter.reply.send(reply);
+        }
+        self.integrator.checkpoint_published();
+    }
+}
+
+/// Builds the inclusion proof from in-memory tiles and checks it with the verifier clients use.
+fn prove(
+    prover: &mut Prover<'_, TileMap>,
+    index: u64,
+    size: TreeSize,
+    leaf_hash: &Hash,
+    root: &Hash,
+) -> Result<Vec<Hash>, LogError> {
+    let index = LeafIndex::new(index);
+    let proof = prover
+        .inclusion_proof(index)
+        .map_err(|e| LogError::internal(format!("inclusion proof: {e}")))?;
+    verify_inclusion(leaf_hash, index, size, &proof, root)
+        .map_err(|e| LogError::internal(format!("inclusion proof does not verify: {e}")))?;
+    Ok(proof)
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400)
+}

@@ -1,0 +1,74 @@
+//! The publisher: signs a checkpoint for the integrated tree and swaps it into storage.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rekor_note::{Checkpoint, LogSigner, Origin};
+use rekor_storage::{ObjectVersion, Storage};
+use rekor_tlog::Hash;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::{LogError, PublishedCheckpoint};
+
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    signer: Arc<LogSigner>,
+    origin: Origin,
+    version: Option<ObjectVersion>,
+    last_published: Option<Instant>,
+    current: watch::Sender<Arc<PublishedCheckpoint>>,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        signer: Arc<LogSigner>,
+        origin: Origin,
+        version: Option<ObjectVersion>,
+        current: watch::Sender<Arc<PublishedCheckpoint>>,
+    ) -> Self {
+        Publisher {
+            signer,
+            origin,
+            version,
+            last_published: None,
+            current,
+        }
+    }
+
+    pub(crate) fn current(&self) -> Arc<PublishedCheckpoint> {
+        Arc::clone(&self.current.borrow())
+    }
+
+    pub(crate) fn last_published(&self) -> Option<Instant> {
+        self.last_published
+    }
+
+    /// Signs and writes the checkpoint for a tree of `size` with `root`, whose tiles are durable.
+    pub(crate) async fn publish(
+        &mut self,
+        storage: &dyn Storage,
+        size: u64,
+        root: Hash,
+    ) -> Result<Arc<PublishedCheckpoint>, LogError> {
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            size,
+            root: root.0,
+            extensions: Vec::new(),
+        };
+        let note = self
+            .signer
+            .sign_checkpoint(&checkpoint)
+            .map_err(|e| LogError::internal(format!("signing the checkpoint: {e}")))?;
+        let note = Bytes::from(note);
+        let version = storage
+            .write_checkpoint(note.clone(), self.version.as_ref())
+            .await?;
+        self.version = Some(version);
+        self.last_published = Some(Instant::now());
+        let published = Arc::new(PublishedCheckpoint { size, root, note });
+        self.current.send_replace(Arc::clone(&published));
+        Ok(published)
+    }
+}

@@ -1,0 +1,213 @@
+//! Opening a log: resume the tree from storage, finish integrating what was sequenced before a
+//! crash, check the stored checkpoint against the tiles, and publish before taking new entries.
+
+use std::sync::{Arc, Mutex};
+
+use rekor_note::{LogSigner, Origin};
+use rekor_storage::{Coordinator, Storage};
+use rekor_tlog::{
+    BundleBuilder, BundleId, FULL_TILE_WIDTH, TileIndex, TileMap, TileWidth, TreeBuilder, TreeSize,
+    leaf_hash, tree_root,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::dedup::DedupCache;
+use crate::integrator::Integrator;
+use crate::pipeline::Pipeline;
+use crate::publisher::Publisher;
+use crate::tiles::with_stored_tiles;
+use crate::{Log, LogConfig, LogError, LogStats, PublishedCheckpoint, Shared, dedup_key, lock};
+
+/// How many sequenced leaves recovery reads per call.
+const RECOVERY_CHUNK: u64 = 4096;
+
+impl Log {
+    /// Opens the log in `storage` + `coordinator`, recovers it, and starts its pipeline.
+    ///
+    /// Recovery needs no manual step: leaves sequenced but not integrated before a crash are
+    /// integrated now, and a checkpoint for the whole sequenced tree is published before this
+    /// returns. Must be called inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::BadCheckpoint`] if the stored checkpoint is not signed by `signer` for `origin`;
+    /// [`LogError::Inconsistent`] if the stored checkpoint is not a prefix of the stored tree (the
+    /// log then refuses to sign anything); [`LogError::Storage`] for storage failures.
+    pub async fn open(
+        storage: Arc<dyn Storage>,
+        coordinator: Arc<dyn Coordinator>,
+        signer: Arc<LogSigner>,
+        origin: Origin,
+        config: LogConfig,
+    ) -> Result<Log, LogError> {
+        let state = coordinator.state().await?;
+        let stored = storage.read_checkpoint().await?;
+        let verifier = signer.verifier();
+        let stored_checkpoint = match &stored {
+            Some(versioned) => {
+                let checkpoint = verifier.verify_checkpoint(&versioned.data).map_err(|e| {
+                    LogError::BadCheckpoint {
+                        reason: e.to_string(),
+                    }
+                })?;
+                if checkpoint.origin != origin {
+                    return Err(LogError::BadCheckpoint {
+                        reason: format!(
+                            "origin {:?} differs from the configured origin {:?}",
+                            checkpoint.origin.as_str(),
+                            origin.as_str()
+                        ),
+                    });
+                }
+                if checkpoint.size > state.sequenced {
+                    return Err(LogError::inconsistent(format!(
+                        "checkpoint size {} exceeds the {} sequenced entries",
+                        checkpoint.size, state.sequenced
+                    )));
+                }
+                Some((checkpoint, versioned.data.clone()))
+            }
+            None => None,
+        };
+
+        let integrated = TreeSize::new(state.integrated);
+        let mut tiles = TileMap::new();
+        let tree = with_stored_tiles(storage.as_ref(), integrated, &mut tiles, |reader| {
+            TreeBuilder::resume(integrated, reader)
+        })
+        .await?;
+        let bundles = resume_bundles(storage.as_ref(), state.integrated).await?;
+        let mut integrator = Integrator::new(tree, bundles);
+
+        let cache = Arc::new(Mutex::new(DedupCache::new(config.dedup_cache_size)));
+        let mut next = state.integrated;
+        while next < state.sequenced {
+            let to = state.sequenced.min(next.saturating_add(RECOVERY_CHUNK));
+            let leaves = coordinator.read_sequenced(next, to).await?;
+            let hashes: Vec<_> = leaves.iter().map(|leaf| leaf_hash(leaf)).collect();
+            integrator.append(&leaves, &hashes)?;
+            let mut cache = lock(&cache);
+            for (index, leaf) in (next..to).zip(&leaves) {
+                cache.insert(dedup_key(leaf), index);
+            }
+            next = to;
+        }
+        if state.sequenced > state.integrated {
+            info!(
+                from = state.integrated,
+                to = state.sequenced,
+                "integrating entries sequenced before the last stop"
+            );
+        }
+        // The recovered objects are identical to any written before the crash; write them so
+        // the stored checkpoint can be checked against the stored tiles.
+        integrator.write(storage.as_ref()).await?;
+
+        let size = integrator.size();
+        let root = integrator.root();
+        if let Some((checkpoint, _)) = &stored_checkpoint {
+            let old_size = TreeSize::new(checkpoint.size);
+            let old_root = if old_size == size {
+                root
+            } else {
+                let mut map = integrator.proof_tiles();
+                with_stored_tiles(storage.as_ref(), size, &mut map, |reader| {
+                    tree_root(old_size, reader)
+                })
+                .await?
+            };
+            if old_root.0 != checkpoint.root {
+                return Err(LogError::inconsistent(format!(
+                    "stored checkpoint for size {} has root {}, the stored tree has {}",
+                    checkpoint.size,
+                    rekor_tlog::Hash(checkpoint.root),
+                    old_root
+                )));
+            }
+        }
+
+        let initial = match &stored_checkpoint {
+            Some((checkpoint, note)) => PublishedCheckpoint {
+                size: checkpoint.size,
+                root: rekor_tlog::Hash(checkpoint.root),
+                note: note.clone(),
+            },
+            None => PublishedCheckpoint {
+                size: u64::MAX,
+                root: rekor_tlog::empty_root(),
+                note: bytes::Bytes::new(),
+            },
+        };
+        let (checkpoint_sender, checkpoint_receiver) = watch::channel(Arc::new(initial));
+        let mut publisher =
+            Publisher::new(signer, origin, stored.map(|v| v.version), checkpoint_sender);
+        let mut integrated = state.integrated;
+        if stored_checkpoint
+            .as_ref()
+            .is_none_or(|(checkpoint, _)| checkpoint.size != size.get())
+        {
+            publisher
+                .publish(storage.as_ref(), size.get(), root)
+                .await?;
+            info!(tree_size = size.get(), "published the recovered checkpoint");
+        }
+        if integrated != size.get() {
+            match coordinator.mark_integrated(integrated, size.get()).await {
+                Ok(()) => integrated = size.get(),
+                Err(e) => warn!(error = %e, "recording the integrated size failed"),
+            }
+        }
+        integrator.checkpoint_published();
+
+        let stats = Arc::new(LogStats::default());
+        let (sender, receiver) = mpsc::channel(config.pushback_max_outstanding.max(1));
+        let max_outstanding = config.pushback_max_outstanding;
+        let persistent_dedup = config.persistent_dedup;
+        let pipeline = Pipeline::new(
+            config,
+            Arc::clone(&storage),
+            Arc::clone(&coordinator),
+            integrator,
+            publisher,
+            Arc::clone(&cache),
+            Arc::clone(&stats),
+            integrated,
+        );
+        let task = tokio::spawn(pipeline.run(receiver));
+        Ok(Log {
+            shared: Arc::new(Shared {
+                sender: Mutex::new(Some(sender)),
+                task: Mutex::new(Some(task)),
+                coordinator,
+                storage,
+                cache,
+                checkpoint: checkpoint_receiver,
+                stats,
+                max_outstanding,
+                persistent_dedup,
+            }),
+        })
+    }
+}
+
+/// Reads the partial entry bundle at the end of a tree of `size`, if there is one.
+async fn resume_bundles(storage: &dyn Storage, size: u64) -> Result<BundleBuilder, LogError> {
+    let full = u64::from(FULL_TILE_WIDTH);
+    let partial = size % full;
+    if partial == 0 {
+        return BundleBuilder::resume(TreeSize::new(size), None)
+            .map_err(|e| LogError::inconsistent(format!("entry bundle: {e}")));
+    }
+    let width = u16::try_from(partial)
+        .ok()
+        .and_then(TileWidth::new)
+        .ok_or_else(|| LogError::internal("partial bundle width"))?;
+    let id = BundleId {
+        index: TileIndex::new(size / full),
+        width,
+    };
+    let bytes = storage.read(&id.path()).await?;
+    BundleBuilder::resume(TreeSize::new(size), Some(&bytes))
+        .map_err(|e| LogError::inconsistent(format!("entry bundle {}: {e}", id.path())))
+}

@@ -1,0 +1,284 @@
+//! The pipeline against the in-memory backend: proofs, checkpoints, dedup, recovery, failures.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers fail the test by panicking")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rekor_log::{Log, LogConfig, LogError};
+use rekor_note::{KeyName, LogSigner, Origin};
+use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
+use rekor_storage::{Coordinator, Object, ObjectVersion, SequenceLeaf, Storage, Versioned};
+use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
+
+const ORIGIN: &str = "log.test.example";
+
+fn signer() -> Arc<LogSigner> {
+    Arc::new(LogSigner::from_ed25519_seed(
+        [7; 32],
+        KeyName::new(ORIGIN).unwrap(),
+    ))
+}
+
+fn origin() -> Origin {
+    Origin::new(ORIGIN).unwrap()
+}
+
+async fn open(storage: Arc<dyn Storage>, coordinator: Arc<dyn Coordinator>) -> Log {
+    Log::open(
+        storage,
+        coordinator,
+        signer(),
+        origin(),
+        LogConfig::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn entry(n: usize) -> Bytes {
+    Bytes::from(format!("{{\"entry\":{n}}}"))
+}
+
+#[tokio::test]
+async fn concurrent_adds_get_verified_proofs_under_signed_checkpoints() {
+    let storage = Arc::new(MemoryStorage::default());
+    let log = open(storage.clone(), Arc::new(MemoryCoordinator::default())).await;
+    assert_eq!(log.checkpoint().size, 0, "an empty log publishes size 0");
+
+    let mut tasks = Vec::new();
+    for n in 0..300 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move { (n, log.add(entry(n)).await) }));
+    }
+    let verifier = signer().verifier();
+    let mut indices = Vec::new();
+    for task in tasks {
+        let (n, result) = task.await.unwrap();
+        let appended = result.unwrap();
+        let checkpoint = verifier
+            .verify_checkpoint(&appended.checkpoint.note)
+            .unwrap();
+        assert_eq!(checkpoint.size, appended.checkpoint.size);
+        assert_eq!(checkpoint.root, appended.checkpoint.root.0);
+        assert!(appended.index < checkpoint.size);
+        assert_eq!(appended.leaf_hash, leaf_hash(&entry(n)));
+        verify_inclusion(
+            &appended.leaf_hash,
+            LeafIndex::new(appended.index),
+            TreeSize::new(checkpoint.size),
+            &appended.proof,
+            &Hash(checkpoint.root),
+        )
+        .unwrap();
+        indices.push(appended.index);
+    }
+    indices.sort_unstable();
+    assert_eq!(
+        indices,
+        (0..300).collect::<Vec<u64>>(),
+        "indices are dense and unique"
+    );
+    assert_eq!(log.checkpoint().size, 300);
+
+    // The stored bundles hold exactly the entries at their indices.
+    let bundle = storage.read("tile/entries/000").await.unwrap();
+    let entries = rekor_tlog::decode_bundle(&bundle).unwrap();
+    assert_eq!(entries.len(), 256);
+    let bundle = storage.read("tile/entries/001.p/44").await.unwrap();
+    assert_eq!(rekor_tlog::decode_bundle(&bundle).unwrap().len(), 44);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicates_get_the_first_index_even_after_reopening() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let log = open(storage.clone(), coordinator.clone()).await;
+    let first = log.add(entry(1)).await.unwrap();
+    log.add(entry(2)).await.unwrap();
+    match log.add(entry(1)).await {
+        Err(LogError::Duplicate { index }) => assert_eq!(index, first.index),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    // Two identical entries in flight at once: one is logged, the other is its duplicate.
+    let (a, b) = tokio::join!(log.add(entry(3)), log.add(entry(3)));
+    let outcomes = [a, b];
+    let logged: Vec<_> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(logged.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|r| matches!(r, Err(LogError::Duplicate { index }) if *index == logged[0].index))
+    );
+    log.shutdown().await;
+
+    let reopened = open(storage, coordinator).await;
+    match reopened.add(entry(2)).await {
+        Err(LogError::Duplicate { index }) => assert_eq!(index, 1),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    assert_eq!(reopened.checkpoint().size, 3);
+    reopened.shutdown().await;
+}
+
+#[tokio::test]
+async fn opening_integrates_entries_sequenced_before_a_crash() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let log = open(storage.clone(), coordinator.clone()).await;
+    for n in 0..10 {
+        log.add(entry(n)).await.unwrap();
+    }
+    log.shutdown().await;
+    let before = storage.read_checkpoint().await.unwrap().unwrap();
+
+    // A crash after sequencing, before any tile or checkpoint was written.
+    let leaves: Vec<SequenceLeaf> = (10..600)
+        .map(|n| SequenceLeaf {
+            dedup_key: rekor_log::dedup_key(&entry(n)),
+            data: entry(n),
+        })
+        .collect();
+    assert_eq!(coordinator.sequence(&leaves).await.unwrap(), 10);
+
+    let log = open(storage.clone(), coordinator.clone()).await;
+    let checkpoint = log.checkpoint();
+    assert_eq!(checkpoint.size, 600);
+    assert_ne!(storage.read_checkpoint().await.unwrap().unwrap(), before);
+    assert_eq!(coordinator.state().await.unwrap().integrated, 600);
+    // The recovered tree is the one a log that never crashed would have built.
+    let mut expected = rekor_tlog::MemoryTree::new();
+    for n in 0..600 {
+        expected.append(leaf_hash(&entry(n)));
+    }
+    assert_eq!(checkpoint.root, expected.root(TreeSize::new(600)).unwrap());
+    match log.add(entry(599)).await {
+        Err(LogError::Duplicate { index }) => assert_eq!(index, 599),
+        other => panic!("expected a duplicate, got {other:?}"),
+    }
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_signed_by_another_key_is_refused() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let other = LogSigner::from_ed25519_seed([9; 32], KeyName::new(ORIGIN).unwrap());
+    let note = other
+        .sign_checkpoint(&rekor_note::Checkpoint::new(
+            origin(),
+            0,
+            rekor_tlog::empty_root().0,
+        ))
+        .unwrap();
+    storage.write_checkpoint(note.into(), None).await.unwrap();
+    let result = Log::open(
+        storage,
+        Arc::new(MemoryCoordinator::default()),
+        signer(),
+        origin(),
+        LogConfig::default(),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(LogError::BadCheckpoint { .. })),
+        "{result:?}"
+    );
+}
+
+/// Storage that fails every write while `failing` is set.
+#[derive(Debug, Default)]
+struct FlakyStorage {
+    inner: MemoryStorage,
+    failing: AtomicBool,
+}
+
+impl FlakyStorage {
+    fn check(&self) -> rekor_storage::Result<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(rekor_storage::Error::Unavailable {
+                backend: "flaky",
+                source: "injected failure".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Storage for FlakyStorage {
+    async fn write_objects(&self, objects: Vec<Object>) -> rekor_storage::Result<()> {
+        self.check()?;
+        self.inner.write_objects(objects).await
+    }
+    async fn read(&self, path: &str) -> rekor_storage::Result<Bytes> {
+        self.inner.read(path).await
+    }
+    async fn read_checkpoint(&self) -> rekor_storage::Result<Option<Versioned>> {
+        self.inner.read_checkpoint().await
+    }
+    async fn write_checkpoint(
+        &self,
+        data: Bytes,
+        expected: Option<&ObjectVersion>,
+    ) -> rekor_storage::Result<ObjectVersion> {
+        self.check()?;
+        self.inner.write_checkpoint(data, expected).await
+    }
+}
+
+#[tokio::test]
+async fn a_failing_store_answers_unavailable_and_the_log_continues_when_it_heals() {
+    let storage = Arc::new(FlakyStorage::default());
+    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let config = LogConfig {
+        retry_backoff: std::time::Duration::from_millis(20),
+        ..LogConfig::default()
+    };
+    let log = Log::open(storage.clone(), coordinator, signer(), origin(), config)
+        .await
+        .unwrap();
+    log.add(entry(0)).await.unwrap();
+
+    storage.failing.store(true, Ordering::SeqCst);
+    let failed = log.add(entry(1)).await;
+    assert!(
+        matches!(&failed, Err(LogError::Storage(e)) if e.is_transient()),
+        "{failed:?}"
+    );
+    assert_eq!(
+        log.checkpoint().size,
+        1,
+        "nothing is published while failing"
+    );
+    let refused = log.add(entry(2)).await;
+    assert!(matches!(refused, Err(LogError::Storage(_))), "{refused:?}");
+
+    storage.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let healed = log.add(entry(3)).await.unwrap();
+    // Entry 1 was sequenced before the failure, so it is logged too, and a retry is a duplicate.
+    assert_eq!(healed.index, 2);
+    assert_eq!(healed.checkpoint.size, 3);
+    assert!(matches!(
+        log.add(entry(1)).await,
+        Err(LogError::Duplicate { index: 1 })
+    ));
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_entries_are_refused() {
+    let log = open(
+        Arc::new(MemoryStorage::default()),
+        Arc::new(MemoryCoordinator::default()),
+    )
+    .await;
+    let big = Bytes::from(vec![b'x'; 65_536]);
+    assert!(matches!(
+        log.add(big).await,
+        Err(LogError::EntryTooLarge { size: 65_536, .. })
+    ));
+    log.shutdown().await;
+}
