@@ -1,3 +1,79 @@
-//! rekor-server-posix
+//! `rekor-server-posix`: a complete Rekor v2-compatible log on one machine. Tiles, entry bundles
+//! and the checkpoint live under `--storage-dir` (servable by any static file server too); the
+//! server also serves them itself.
 
-fn main() {}
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use rekor_server::{Backend, ServerArgs};
+use rekor_storage::posix::PosixBackend;
+
+#[derive(Parser)]
+#[command(version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  rekor-server-posix serve --storage-dir ./rekor-data --hostname localhost
+  rekor-server-posix info --storage-dir ./rekor-data --hostname localhost";
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the log: HTTP on --http-port, gRPC on --grpc-port, metrics on --http-metrics-port.
+    Serve(PosixArgs),
+    /// Print the origin, public key, log ID, and the TrustedRoot and SigningConfig entries clients need.
+    Info(PosixArgs),
+}
+
+#[derive(Args)]
+struct PosixArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Directory for tiles, entry bundles and the checkpoint; private state goes in its `.rekor/`.
+    #[arg(long, default_value = "rekor-data")]
+    storage_dir: PathBuf,
+}
+
+fn init_tracing(args: &ServerArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Info(args) => {
+            std::fs::create_dir_all(&args.storage_dir)
+                .with_context(|| format!("creating {}", args.storage_dir.display()))?;
+            let identity = rekor_server::identity(&args.server, Some(&args.storage_dir))?;
+            #[allow(clippy::print_stdout, reason = "printing is what `info` is for")]
+            {
+                print!("{}", identity.describe(SystemTime::now()));
+            }
+            Ok(())
+        }
+        Command::Serve(args) => {
+            init_tracing(&args.server);
+            let posix = PosixBackend::open(&args.storage_dir)
+                .with_context(|| format!("opening storage dir {}", args.storage_dir.display()))?;
+            let backend = Backend {
+                storage: Arc::clone(&posix.storage) as _,
+                coordinator: Arc::clone(&posix.coordinator) as _,
+                generated_key_dir: Some(args.storage_dir),
+            };
+            rekor_server::run(args.server, backend).await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The flags every `rekor-server-*` binary shares. Names and defaults follow rekor-tiles, so Helm
+//! values and scripts carry over; where we differ, the flag's help says why.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Server flags shared by every backend.
+#[derive(Args, Clone, Debug)]
+pub struct ServerArgs {
+    /// Public hostname, used as the checkpoint origin and the note key name (e.g.
+    /// `log2026-1.example.dev`; `localhost` for a local log). Use the bare host, without a port:
+    /// sigstore-go derives the expected origin from the host of the TrustedRoot `baseUrl`.
+    #[arg(long, env = "REKOR_HOSTNAME", default_value_t = default_hostname())]
+    pub hostname: String,
+
+    /// HTTP address to bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub http_address: IpAddr,
+    /// HTTP port to bind to (0: any free port; the bound address is logged).
+    #[arg(long, default_value_t = 3000)]
+    pub http_port: u16,
+    /// gRPC address to bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub grpc_address: IpAddr,
+    /// gRPC port to bind to (0: any free port).
+    #[arg(long, default_value_t = 3001)]
+    pub grpc_port: u16,
+    /// Port for Prometheus metrics (`/metrics`), on the HTTP address (0: any free port).
+    #[arg(long, default_value_t = 2112)]
+    pub http_metrics_port: u16,
+
+    /// Timeout for one gRPC or HTTP request.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub server_timeout: Duration,
+    /// Largest accepted request body in bytes, for HTTP and gRPC alike.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_request_body_size: usize,
+    /// Log level: trace, debug, info, warn or error (`RUST_LOG` overrides it).
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Emit logs as JSON lines instead of text.
+    #[arg(long)]
+    pub log_json: bool,
+
+    /// Refuse new entries (HTTP 405 / gRPC Unimplemented) and serve only reads: a frozen log.
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Path to the log's signing key (PEM: Ed25519, ECDSA P-256 or P-384; PKCS#8, optionally
+    /// encrypted, or SEC1). Without it, the POSIX server generates an Ed25519 key in its storage
+    /// directory on first start and reuses it.
+    #[arg(long)]
+    pub signer_filepath: Option<PathBuf>,
+    /// Password for an encrypted signing key.
+    #[arg(long, env = "REKOR_SIGNER_PASSWORD", hide_env_values = true)]
+    pub signer_password: Option<String>,
+
+    /// Most entries in one batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch_max_size: usize,
+    /// Longest an entry waits for its batch to close. An idle log closes a batch at once.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    pub batch_max_age: Duration,
+    /// Least time between two checkpoints. Zero (the POSIX default) publishes after every batch, so a
+    /// write completes in milliseconds.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub checkpoint_interval: Duration,
+    /// Requests in flight beyond which new ones get HTTP 503 / gRPC Unavailable.
+    #[arg(long, default_value_t = 4096)]
+    pub pushback_max_outstanding: usize,
+    /// How long shutdown waits for in-flight batches to be published.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub tlog_timeout: Duration,
+    /// Keep the dedup index on disk, so duplicates are refused after a restart too. Unlike
+    /// rekor-tiles this defaults to true: the index is written in the same commit as sequencing.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub persistent_antispam: bool,
+
+    /// Client signing algorithms to accept, comma-separated (default: all that Rekor v2 allows).
+    #[arg(long, value_delimiter = ',')]
+    pub client_signing_algorithms: Option<Vec<String>>,
+}
+
+fn default_hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Parses durations like `250ms`, `20s`, `1m`, `1h` (Go's `time.ParseDuration` subset).
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 250ms, 20s, 1m"))?;
+    let seconds = match unit {
+        "ns" => value / 1e9,
+        "us" | "µs" => value / 1e6,
+        "ms" => value / 1e3,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("invalid duration unit in {text:?}: use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! The gRPC API: `dev.sigstore.rekor.v2.Rekor`. Built by [`service`].
+
+use rekor_api::google::api::HttpBody;
+use rekor_api::rekor::v1::TransparencyLogEntry;
+use rekor_api::rekor::v2::rekor_server::{Rekor, RekorServer};
+use rekor_api::rekor::v2::{CreateEntryRequest, EntryBundleRequest, TileRequest};
+use rekor_storage::ObjectKind;
+use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::service::AppState;
+
+/// The Rekor gRPC service over `state`, with the request size limit applied.
+pub fn service(state: AppState) -> RekorServer<GrpcService> {
+    let limit = state.max_request_body_size();
+    RekorServer::new(GrpcService { state })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX)
+}
+
+/// Implements [`Rekor`] by delegating to [`AppState`].
+#[derive(Clone, Debug)]
+pub struct GrpcService {
+    state: AppState,
+}
+
+impl GrpcService {
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        call: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Response<T>, Status> {
+        let span = tracing::info_span!(
+            "request",
+            transport = "grpc",
+            method,
+            log_index = tracing::field::Empty
+        );
+        let outcome = call.instrument(span).await;
+        let code = match &outcome {
+            Ok(_) => 200,
+            Err(e) => e.status().0.as_u16(),
+        };
+        self.state.metrics().record_request("grpc", method, code);
+        outcome.map(Response::new).map_err(Status::from)
+    }
+}
+
+fn body(data: bytes::Bytes, kind: ObjectKind) -> HttpBody {
+    HttpBody {
+        content_type: kind.content_type().to_string(),
+        data: data.to_vec(),
+        extensions: Vec::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl Rekor for GrpcService {
+    async fn create_entry(
+        &self,
+        request: Request<CreateEntryRequest>,
+    ) -> Result<Response<TransparencyLogEntry>, Status> {
+        let request = request.into_inner();
+        self.observed("CreateEntry", self.state.create_entry(request))
+            .await
+    }
+
+    async fn get_tile(&self, request: Request<TileRequest>) -> Result<Response<HttpBody>, Status> {
+        let request = request.into_inner();
+        let path = format!("tile/{}/{}", request.l, request.n);
+        self.observed("GetTile", async {
+            let (data, kind) = self.state.tile(&path).await?;
+            Ok(body(data, kind))
+        })
+        .await
+    }
+
+    async fn get_entry_bundle(
+        &self,
+        request: Request<EntryBundleRequest>,
+    ) -> Result<Response<HttpBody>, Status> {
+        let path = format!("tile/entries/{}", request.into_inner().n);
+        self.observed("GetEntryBundle", async {
+            let (data, kind) = self.state.tile(&path).await?;
+            Ok(body(data, kind))
+        })
+        .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _request: Request<pbjson_types::Empty>,
+    ) -> Result<Response<HttpBody>, Status> {
+        self.observed("GetCheckpoint", async {
+            let data = self.state.checkpoint().await?;
+            Ok(body(data, ObjectKind::Checkpoint))
+        })
+        .await
+    }
+}

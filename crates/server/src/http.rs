@@ -1,0 +1,162 @@
+//! The HTTP API: protojson writes, the C2SP tile read API, health. Built by [`router`].
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use rekor_storage::ObjectKind;
+
+use crate::error::ApiError;
+use crate::service::AppState;
+
+/// Builds the HTTP router over `state`.
+pub fn router(state: AppState, timeout: Duration) -> Router {
+    Router::new()
+        .route("/api/v2/log/entries", post(create_entry))
+        .route("/api/v2/checkpoint", get(checkpoint))
+        .route("/api/v2/tile/{*path}", get(tile))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            PanicResponder {
+                metrics: state.metrics().clone(),
+            },
+        ))
+        .with_state(state)
+}
+
+/// Counts requests by route and status, inside a `request` span.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let method = route_name(request.method(), request.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        transport = "http",
+        method,
+        log_index = tracing::field::Empty
+    );
+    let response = tracing::Instrument::instrument(next.run(request), span).await;
+    state
+        .metrics()
+        .record_request("http", method, response.status().as_u16());
+    response
+}
+
+fn route_name(method: &axum::http::Method, path: &str) -> &'static str {
+    match (method.as_str(), path) {
+        ("POST", "/api/v2/log/entries") => "CreateEntry",
+        ("GET", "/api/v2/checkpoint") => "GetCheckpoint",
+        ("GET", p) if p.starts_with("/api/v2/tile/entries/") => "GetEntryBundle",
+        ("GET", p) if p.starts_with("/api/v2/tile/") => "GetTile",
+        ("GET", "/healthz") => "Healthz",
+        _ => "other",
+    }
+}
+
+#[derive(Clone)]
+struct PanicResponder {
+    metrics: crate::metrics::Metrics,
+}
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
+    type ResponseBody = Body;
+
+    fn response_for_panic(
+        &mut self,
+        _panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> axum::http::Response<Body> {
+        self.metrics.panics_recovered.inc();
+        ApiError::Internal("handler panicked".into()).into_response()
+    }
+}
+
+/// POST /api/v2/log/entries: a protojson `CreateEntryRequest`; answers 201 and a `TransparencyLogEntry`.
+async fn create_entry(State(state): State<AppState>, request: Request) -> Response {
+    match create_entry_inner(&state, request).await {
+        Ok(body) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create_entry_inner(state: &AppState, request: Request) -> Result<String, ApiError> {
+    if state.log().is_none() {
+        return Err(ApiError::ReadOnly);
+    }
+    let limit = state.max_request_body_size();
+    let body = read_body(request.into_body(), limit).await?;
+    let request = rekor_api::create_entry_request_from_json(&body)
+        .map_err(|e| ApiError::InvalidArgument(format!("invalid request body: {e}")))?;
+    let entry = state.create_entry(request).await?;
+    rekor_api::to_json(&entry).map_err(|e| ApiError::Internal(format!("encoding response: {e}")))
+}
+
+/// Reads at most `limit` bytes; a larger body is a 400 that says the limit.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::InvalidArgument(format!("request body exceeds {limit} bytes"))
+        } else {
+            ApiError::InvalidArgument(format!("reading request body: {e}"))
+        }
+    })
+}
+
+/// GET /api/v2/checkpoint: the signed checkpoint, `text/plain`, never cached.
+async fn checkpoint(State(state): State<AppState>) -> Response {
+    match state.checkpoint().await {
+        Ok(data) => object_response(data, ObjectKind::Checkpoint),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// GET /api/v2/tile/{L}/{N}[.p/{W}] and /api/v2/tile/entries/{N}[.p/{W}]: immutable tiles.
+async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Response {
+    match state.tile(&format!("tile/{path}")).await {
+        Ok((data, kind)) => object_response(data, kind),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn object_response(data: Bytes, kind: ObjectKind) -> Response {
+    let mut response = data.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(kind.content_type()),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(kind.cache_control()),
+    );
+    response
+}
+
+/// GET /healthz: `{"status":"SERVING"}`, as grpc-gateway's health endpoint answers.
+async fn healthz() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"SERVING"}"#,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound("no such route".into()).into_response()
+}

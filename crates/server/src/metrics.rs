@@ -1,0 +1,128 @@
+//! Prometheus metrics, registered per server instance (no process-wide registry), exported on
+//! `--http-metrics-port` at `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request counter: transport, method and outcome status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `http` or `grpc`.
+    pub transport: &'static str,
+    /// The route or gRPC method.
+    pub method: &'static str,
+    /// The HTTP status code (gRPC outcomes are reported as their HTTP equivalent).
+    pub code: u16,
+}
+
+/// The server's metrics.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    /// hashedrekord entries added.
+    pub new_hashedrekord_entries: Counter,
+    /// dsse entries added.
+    pub new_dsse_entries: Counter,
+    /// Requests by transport, method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Write latency in seconds, from request decoded to response built.
+    pub write_latency: Histogram,
+    /// Inclusion proofs that failed verification before a reply.
+    pub inclusion_proof_failures: Counter,
+    /// Panics caught in request handlers.
+    pub panics_recovered: Counter,
+    /// The latest published tree size.
+    pub tree_size: Gauge,
+    /// Requests waiting in the pipeline.
+    pub outstanding: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rekor_v2");
+        let new_hashedrekord_entries = Counter::default();
+        registry.register(
+            "new_hashedrekord_entries",
+            "hashedrekord entries added to the log",
+            new_hashedrekord_entries.clone(),
+        );
+        let new_dsse_entries = Counter::default();
+        registry.register(
+            "new_dsse_entries",
+            "dsse entries added to the log",
+            new_dsse_entries.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "requests by transport, method and status", requests.clone());
+        let write_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "write_latency_seconds",
+            "time to add an entry, from decoded request to response",
+            write_latency.clone(),
+        );
+        let inclusion_proof_failures = Counter::default();
+        registry.register(
+            "inclusion_proof_failure",
+            "inclusion proofs that failed to verify before a reply",
+            inclusion_proof_failures.clone(),
+        );
+        let panics_recovered = Counter::default();
+        registry.register(
+            "grpc_req_panics_recovered",
+            "panics recovered in request handlers (HTTP and gRPC)",
+            panics_recovered.clone(),
+        );
+        let tree_size = Gauge::default();
+        registry.register("tree_size", "size of the latest published tree", tree_size.clone());
+        let outstanding = Gauge::default();
+        registry.register(
+            "outstanding_requests",
+            "add requests waiting in the pipeline",
+            outstanding.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            new_hashedrekord_entries,
+            new_dsse_entries,
+            requests,
+            write_latency,
+            inclusion_proof_failures,
+            panics_recovered,
+            tree_size,
+            outstanding,
+        }
+    }
+
+    /// Counts one request.
+    pub fn record_request(&self, transport: &'static str, method: &'static str, code: u16) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                transport,
+                method,
+                code,
+            })
+            .inc();
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        text
+    }
+}

@@ -1,0 +1,306 @@
+//! Starting and stopping a server: written once for every backend (STYLE rule 5).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rekor_entries::AlgorithmRegistry;
+use rekor_log::{Log, LogConfig};
+use rekor_note::{LogSigner, Origin};
+use rekor_storage::{Coordinator, Storage};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::ServerArgs;
+use crate::keys::{self, LogIdentity};
+use crate::metrics::Metrics;
+use crate::service::AppState;
+
+/// A storage backend, as a thin main builds it.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Tiles, bundles and the checkpoint.
+    pub storage: Arc<dyn Storage>,
+    /// Sequencing and dedup.
+    pub coordinator: Arc<dyn Coordinator>,
+    /// Where to keep a generated signing key when `--signer-filepath` is not given (POSIX only).
+    pub generated_key_dir: Option<PathBuf>,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The signing key could not be loaded.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    /// No signing key was given and the backend cannot keep a generated one.
+    #[error("--signer-filepath is required for this backend")]
+    NoSigner,
+    /// A flag value is invalid.
+    #[error("invalid {flag}: {reason}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The log could not be opened or recovered.
+    #[error("opening the log: {0}")]
+    Log(#[from] rekor_log::LogError),
+    /// A listener could not be bound or failed.
+    #[error("{what} on {address}: {source}")]
+    Listen {
+        /// Which listener.
+        what: &'static str,
+        /// Its address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// Loads the signer the flags name, or the backend's generated one.
+///
+/// # Errors
+///
+/// [`RunError::Key`] or [`RunError::NoSigner`].
+pub fn signer(args: &ServerArgs, generated_key_dir: Option<&Path>) -> Result<LogSigner, RunError> {
+    match (&args.signer_filepath, generated_key_dir) {
+        (Some(path), _) => Ok(keys::load_signer(
+            path,
+            args.signer_password.as_deref(),
+            &args.hostname,
+        )?),
+        (None, Some(dir)) => Ok(keys::load_or_generate(dir, &args.hostname)?),
+        (None, None) => Err(RunError::NoSigner),
+    }
+}
+
+/// Describes the log the flags configure (the `info` subcommand).
+///
+/// # Errors
+///
+/// As [`signer`].
+pub fn identity(
+    args: &ServerArgs,
+    generated_key_dir: Option<&Path>,
+) -> Result<LogIdentity, RunError> {
+    let signer = signer(args, generated_key_dir)?;
+    Ok(LogIdentity::of(&signer, &args.hostname, args.http_port))
+}
+
+fn log_config(args: &ServerArgs) -> Result<LogConfig, RunError> {
+    if args.batch_max_size == 0 {
+        return Err(RunError::Flag {
+            flag: "--batch-max-size",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(LogConfig {
+        batch_max_size: args.batch_max_size,
+        batch_max_age: args.batch_max_age,
+        checkpoint_interval: args.checkpoint_interval,
+        pushback_max_outstanding: args.pushback_max_outstanding,
+        persistent_dedup: args.persistent_antispam,
+        ..LogConfig::default()
+    })
+}
+
+fn registry(args: &ServerArgs) -> Result<AlgorithmRegistry, RunError> {
+    match &args.client_signing_algorithms {
+        None => Ok(AlgorithmRegistry::default()),
+        Some(names) => AlgorithmRegistry::from_names(names.iter().map(String::as_str)).map_err(
+            |e| RunError::Flag {
+                flag: "--client-signing-algorithms",
+                reason: e.to_string(),
+            },
+        ),
+    }
+}
+
+async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, RunError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| RunError::Listen {
+            what,
+            address,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| RunError::Listen {
+        what,
+        address,
+        source,
+    })?;
+    info!(listener = what, address = %bound, "listening");
+    Ok(listener)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C, then drains requests and publishes what is in flight.
+///
+/// # Errors
+///
+/// [`RunError`] for a bad key or flag, a log that fails recovery, or a listener that cannot bind.
+pub async fn run(args: ServerArgs, backend: Backend) -> Result<(), RunError> {
+    run_until(args, backend, shutdown_signal()).await
+}
+
+/// As [`run`], stopping when `shutdown` completes (tests use this).
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn run_until(
+    args: ServerArgs,
+    backend: Backend,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let signer = signer(&args, backend.generated_key_dir.as_deref())?;
+    let identity = LogIdentity::of(&signer, &args.hostname, args.http_port);
+    info!(
+        origin = %identity.origin,
+        log_id = %hex::encode(identity.log_id),
+        "log identity\n{}",
+        identity.describe(SystemTime::now())
+    );
+    let origin = Origin::new(&args.hostname).map_err(|e| RunError::Flag {
+        flag: "--hostname",
+        reason: e.to_string(),
+    })?;
+    let registry = registry(&args)?;
+    let log = if args.read_only {
+        warn!("read-only: this log accepts no new entries");
+        None
+    } else {
+        let log = Log::open(
+            Arc::clone(&backend.storage),
+            Arc::clone(&backend.coordinator),
+            Arc::new(signer),
+            origin,
+            log_config(&args)?,
+        )
+        .await?;
+        info!(tree_size = log.checkpoint().size, "log open");
+        Some(log)
+    };
+
+    let metrics = Metrics::new();
+    let state = AppState::new(
+        log.clone(),
+        Arc::clone(&backend.storage),
+        registry,
+        identity.log_id,
+        metrics.clone(),
+        args.max_request_body_size,
+    );
+
+    let http_listener = bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;
+    let grpc_listener = bind("grpc", SocketAddr::new(args.grpc_address, args.grpc_port)).await?;
+    let metrics_listener = bind(
+        "metrics",
+        SocketAddr::new(args.http_address, args.http_metrics_port),
+    )
+    .await?;
+
+    let stop = CancellationToken::new();
+    let http = {
+        let router = crate::http::router(state.clone(), args.server_timeout);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(http_listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let metrics_server = {
+        let router = crate::metrics_router(metrics.clone(), log.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(metrics_listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        })
+    };
+    let grpc = {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<rekor_api::rekor::v2::rekor_server::RekorServer<crate::grpc::GrpcService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(rekor_api::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| RunError::Flag {
+                flag: "gRPC reflection",
+                reason: e.to_string(),
+            })?;
+        let stop = stop.clone();
+        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+        let router = tonic::transport::Server::builder()
+            .timeout(args.server_timeout)
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(crate::grpc::service(state.clone()));
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+        })
+    };
+
+    shutdown.await;
+    info!("shutting down: draining requests");
+    stop.cancel();
+    let drain = async {
+        if let Err(e) = http.await {
+            error!(error = %e, "HTTP server task failed");
+        }
+        match grpc.await {
+            Ok(Err(e)) => error!(error = %e, "gRPC server failed"),
+            Err(e) => error!(error = %e, "gRPC server task failed"),
+            Ok(Ok(())) => {}
+        }
+        let _ = metrics_server.await;
+        if let Some(log) = &log {
+            log.shutdown().await;
+        }
+    };
+    if tokio::time::timeout(args.tlog_timeout, drain).await.is_err() {
+        warn!(timeout = ?args.tlog_timeout, "shutdown timed out; unpublished entries are integrated on the next start");
+    } else {
+        info!("shutdown complete");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,185 @@
+//! The transport-independent core of every API call; `http` and `grpc` only decode and encode.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rekor_api::common::v1::LogId;
+use rekor_api::rekor::v1::{Checkpoint, InclusionProof, KindVersion, TransparencyLogEntry};
+use rekor_api::rekor::v2::CreateEntryRequest;
+use rekor_api::rekor::v2::create_entry_request::Spec;
+use rekor_entries::{AlgorithmRegistry, EntryKind};
+use rekor_log::Log;
+use rekor_storage::{ObjectKind, Storage};
+use rekor_tlog::TilePath;
+
+use crate::convert;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Everything a request handler needs; cloned into each handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+#[derive(Debug)]
+struct AppInner {
+    log: Option<Log>,
+    storage: Arc<dyn Storage>,
+    registry: AlgorithmRegistry,
+    log_id: [u8; 32],
+    metrics: Metrics,
+    max_request_body_size: usize,
+}
+
+impl AppState {
+    /// Builds the state. `log` is `None` for a read-only (frozen) log.
+    pub fn new(
+        log: Option<Log>,
+        storage: Arc<dyn Storage>,
+        registry: AlgorithmRegistry,
+        log_id: [u8; 32],
+        metrics: Metrics,
+        max_request_body_size: usize,
+    ) -> Self {
+        AppState {
+            inner: Arc::new(AppInner {
+                log,
+                storage,
+                registry,
+                log_id,
+                metrics,
+                max_request_body_size,
+            }),
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The largest accepted request body.
+    pub fn max_request_body_size(&self) -> usize {
+        self.inner.max_request_body_size
+    }
+
+    /// The log, unless read-only.
+    pub fn log(&self) -> Option<&Log> {
+        self.inner.log.as_ref()
+    }
+
+    /// Validates, logs and answers one `CreateEntry` request.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::ReadOnly`] for a frozen log, [`ApiError::InvalidArgument`] naming the broken rule,
+    /// [`ApiError::Duplicate`], [`ApiError::Unavailable`] on pushback or storage trouble.
+    pub async fn create_entry(
+        &self,
+        request: CreateEntryRequest,
+    ) -> Result<TransparencyLogEntry, ApiError> {
+        let log = self.inner.log.as_ref().ok_or(ApiError::ReadOnly)?;
+        let started = Instant::now();
+        let registry = &self.inner.registry;
+        let validated = match request.spec {
+            Some(Spec::HashedRekordRequestV002(hashed)) => {
+                rekor_entries::validate_hashed_rekord(&convert::hashed_rekord(&hashed), registry)
+            }
+            Some(Spec::DsseRequestV002(dsse)) => {
+                rekor_entries::validate_dsse(&convert::dsse(&dsse), registry)
+            }
+            None => {
+                return Err(ApiError::InvalidArgument(
+                    "invalid type, must be either hashedrekord or dsse".into(),
+                ));
+            }
+        }
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+
+        let kind = validated.kind;
+        let body = Bytes::from(validated.canonical);
+        let appended = log.add(body.clone()).await.map_err(|e| {
+            if matches!(e, rekor_log::LogError::Internal { .. }) {
+                self.inner.metrics.inclusion_proof_failures.inc();
+            }
+            ApiError::from(e)
+        })?;
+        tracing::Span::current().record("log_index", appended.index);
+
+        let entry = TransparencyLogEntry {
+            log_index: to_i64(appended.index)?,
+            log_id: Some(LogId {
+                key_id: self.inner.log_id.to_vec(),
+            }),
+            kind_version: Some(KindVersion {
+                kind: kind.kind().to_string(),
+                version: kind.version().to_string(),
+            }),
+            integrated_time: 0,
+            inclusion_promise: None,
+            inclusion_proof: Some(InclusionProof {
+                log_index: to_i64(appended.index)?,
+                root_hash: appended.checkpoint.root.0.to_vec(),
+                tree_size: to_i64(appended.checkpoint.size)?,
+                hashes: appended.proof.iter().map(|h| h.0.to_vec()).collect(),
+                checkpoint: Some(Checkpoint {
+                    envelope: String::from_utf8_lossy(&appended.checkpoint.note).into_owned(),
+                }),
+            }),
+            canonicalized_body: body.to_vec(),
+        };
+        let metrics = &self.inner.metrics;
+        match kind {
+            EntryKind::HashedRekord => metrics.new_hashedrekord_entries.inc(),
+            EntryKind::Dsse => metrics.new_dsse_entries.inc(),
+        };
+        metrics.write_latency.observe(started.elapsed().as_secs_f64());
+        metrics.tree_size.set(to_i64(appended.checkpoint.size)?);
+        Ok(entry)
+    }
+
+    /// Reads the current checkpoint.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::NotFound`] before the first checkpoint; [`ApiError::Unavailable`] on storage trouble.
+    pub async fn checkpoint(&self) -> Result<Bytes, ApiError> {
+        match self.inner.storage.read_checkpoint().await {
+            Ok(Some(checkpoint)) => Ok(checkpoint.data),
+            Ok(None) => Err(ApiError::NotFound("no checkpoint has been published".into())),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// Reads a hash tile or entry bundle by its C2SP path (`tile/...`), parsed strictly first.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::NotFound`] for a malformed path or a missing object.
+    pub async fn tile(&self, path: &str) -> Result<(Bytes, ObjectKind), ApiError> {
+        let parsed = TilePath::parse(path)
+            .map_err(|e| ApiError::NotFound(format!("not a tile path: {e}")))?;
+        let canonical = parsed.path();
+        match self.inner.storage.read(&canonical).await {
+            Ok(data) => Ok((data, ObjectKind::Tile)),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+}
+
+fn storage_error(error: rekor_storage::Error) -> ApiError {
+    match error {
+        rekor_storage::Error::NotFound { path } => ApiError::NotFound(format!("{path} not found")),
+        rekor_storage::Error::InvalidPath { path, reason } => {
+            ApiError::NotFound(format!("{path}: {reason}"))
+        }
+        e if e.is_transient() => ApiError::Unavailable(format!("storage unavailable: {e}")),
+        e => ApiError::Internal(format!("storage: {e}")),
+    }
+}
+
+fn to_i64(value: u64) -> Result<i64, ApiError> {
+    i64::try_from(value).map_err(|_| ApiError::Internal(format!("{value} does not fit int64")))
+}
