@@ -1,5 +1,9 @@
 //! The pipeline against the in-memory backend: proofs, checkpoints, dedup, recovery, failures.
-#![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers fail the test by panicking")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test helpers fail the test by panicking"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,9 @@
 //! Generated request types → the `entries` crate's plain inputs. The only code that reads prost
 //! request fields (STYLE rule 13).
 
-use rekor_api::rekor::v2::{DsseRequestV002, HashedRekordRequestV002, Signature, Verifier, verifier};
+use rekor_api::rekor::v2::{
+    DsseRequestV002, HashedRekordRequestV002, Signature, Verifier, verifier,
+};
 use rekor_entries::input::{
     DsseRequest, Envelope, EnvelopeSignature, HashedRekordRequest, SignatureInput, VerifierInput,
     VerifierKey,

@@ -151,13 +151,21 @@ mod tests {
 
     fn cases() -> Vec<(ApiError, u16, Code)> {
         vec![
-            (ApiError::InvalidArgument("bad".into()), 400, Code::InvalidArgument),
+            (
+                ApiError::InvalidArgument("bad".into()),
+                400,
+                Code::InvalidArgument,
+            ),
             (ApiError::Duplicate { index: 7 }, 409, Code::AlreadyExists),
             (ApiError::NotFound("no tile".into()), 404, Code::NotFound),
             (ApiError::ReadOnly, 405, Code::Unimplemented),
             (ApiError::Unavailable("busy".into()), 503, Code::Unavailable),
             (ApiError::Cancelled, 499, Code::Cancelled),
-            (ApiError::Internal("secret detail".into()), 500, Code::Unknown),
+            (
+                ApiError::Internal("secret detail".into()),
+                500,
+                Code::Unknown,
+            ),
         ]
     }
 

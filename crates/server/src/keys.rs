@@ -8,7 +8,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rekor_note::{KeyName, LogKeyAlgorithm, LogSigner};
 
-
 /// The file a generated key is kept in, inside the storage directory's private state.
 pub const GENERATED_KEY_FILE: &str = ".rekor/signer.pem";
 
@@ -93,11 +92,9 @@ pub fn load_signer(
         path: path.to_path_buf(),
         source,
     })?;
-    LogSigner::from_pem(&pem, password.map(str::as_bytes), name).map_err(|source| {
-        KeyError::Key {
-            path: path.to_path_buf(),
-            source,
-        }
+    LogSigner::from_pem(&pem, password.map(str::as_bytes), name).map_err(|source| KeyError::Key {
+        path: path.to_path_buf(),
+        source,
     })
 }
 
@@ -241,7 +238,10 @@ impl LogIdentity {
             details = self.key_details(),
             hex = hex::encode(self.log_id),
             b64 = STANDARD.encode(self.log_id),
-            vkey = self.verifier_key.as_deref().unwrap_or("(none for this key type)"),
+            vkey = self
+                .verifier_key
+                .as_deref()
+                .unwrap_or("(none for this key type)"),
             tlog = pretty(&self.trusted_root_tlog(valid_from)),
             service = pretty(&self.signing_config_entry(valid_from)),
         )
@@ -323,7 +323,10 @@ mod tests {
         let path = dir.path().join(GENERATED_KEY_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let error = load_signer(&path, None, "log.example").unwrap_err();
-        assert!(matches!(error, KeyError::Permissions { mode: 0o644, .. }), "{error}");
+        assert!(
+            matches!(error, KeyError::Permissions { mode: 0o644, .. }),
+            "{error}"
+        );
         assert!(error.to_string().contains("chmod 600"));
     }
 }

@@ -66,7 +66,11 @@ impl Metrics {
             new_dsse_entries.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "requests by transport, method and status", requests.clone());
+        registry.register(
+            "requests",
+            "requests by transport, method and status",
+            requests.clone(),
+        );
         let write_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "write_latency_seconds",
@@ -86,7 +90,11 @@ impl Metrics {
             panics_recovered.clone(),
         );
         let tree_size = Gauge::default();
-        registry.register("tree_size", "size of the latest published tree", tree_size.clone());
+        registry.register(
+            "tree_size",
+            "size of the latest published tree",
+            tree_size.clone(),
+        );
         let outstanding = Gauge::default();
         registry.register(
             "outstanding_requests",

@@ -116,12 +116,14 @@ fn log_config(args: &ServerArgs) -> Result<LogConfig, RunError> {
 fn registry(args: &ServerArgs) -> Result<AlgorithmRegistry, RunError> {
     match &args.client_signing_algorithms {
         None => Ok(AlgorithmRegistry::default()),
-        Some(names) => AlgorithmRegistry::from_names(names.iter().map(String::as_str)).map_err(
-            |e| RunError::Flag {
-                flag: "--client-signing-algorithms",
-                reason: e.to_string(),
-            },
-        ),
+        Some(names) => {
+            AlgorithmRegistry::from_names(names.iter().map(String::as_str)).map_err(|e| {
+                RunError::Flag {
+                    flag: "--client-signing-algorithms",
+                    reason: e.to_string(),
+                }
+            })
+        }
     }
 }
 
@@ -270,7 +272,10 @@ pub async fn run_until(
             log.shutdown().await;
         }
     };
-    if tokio::time::timeout(args.tlog_timeout, drain).await.is_err() {
+    if tokio::time::timeout(args.tlog_timeout, drain)
+        .await
+        .is_err()
+    {
         warn!(timeout = ?args.tlog_timeout, "shutdown timed out; unpublished entries are integrated on the next start");
     } else {
         info!("shutdown complete");

@@ -135,7 +135,9 @@ impl AppState {
             EntryKind::HashedRekord => metrics.new_hashedrekord_entries.inc(),
             EntryKind::Dsse => metrics.new_dsse_entries.inc(),
         };
-        metrics.write_latency.observe(started.elapsed().as_secs_f64());
+        metrics
+            .write_latency
+            .observe(started.elapsed().as_secs_f64());
         metrics.tree_size.set(to_i64(appended.checkpoint.size)?);
         Ok(entry)
     }
@@ -148,7 +150,9 @@ impl AppState {
     pub async fn checkpoint(&self) -> Result<Bytes, ApiError> {
         match self.inner.storage.read_checkpoint().await {
             Ok(Some(checkpoint)) => Ok(checkpoint.data),
-            Ok(None) => Err(ApiError::NotFound("no checkpoint has been published".into())),
+            Ok(None) => Err(ApiError::NotFound(
+                "no checkpoint has been published".into(),
+            )),
             Err(e) => Err(storage_error(e)),
         }
     }
