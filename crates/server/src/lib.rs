@@ -26,7 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use config::ServerArgs;
-pub use run::{Backend, RunError, identity, run, run_until, signer};
+pub use run::{Backend, RunError, RunningServer, identity, run, run_until, signer, start};
 pub use service::AppState;
 
 use crate::metrics::Metrics;

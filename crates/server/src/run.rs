@@ -127,7 +127,10 @@ fn registry(args: &ServerArgs) -> Result<AlgorithmRegistry, RunError> {
     }
 }
 
-async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, RunError> {
+async fn bind(
+    what: &'static str,
+    address: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), RunError> {
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| RunError::Listen {
@@ -141,7 +144,7 @@ async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, Ru
         source,
     })?;
     info!(listener = what, address = %bound, "listening");
-    Ok(listener)
+    Ok((listener, bound))
 }
 
 /// Runs the server until SIGTERM or Ctrl-C, then drains requests and publishes what is in flight.
@@ -163,6 +166,83 @@ pub async fn run_until(
     backend: Backend,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let server = start(args, backend).await?;
+    shutdown.await;
+    server.stop().await;
+    Ok(())
+}
+
+/// A started server: its bound addresses, and [`RunningServer::stop`] for a graceful stop.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound HTTP address.
+    pub http_address: SocketAddr,
+    /// The bound gRPC address.
+    pub grpc_address: SocketAddr,
+    /// The bound metrics address.
+    pub metrics_address: SocketAddr,
+    /// What clients need to trust the log.
+    pub identity: LogIdentity,
+    log: Option<Log>,
+    stop: CancellationToken,
+    tasks: ServerTasks,
+    tlog_timeout: std::time::Duration,
+}
+
+type ServeResult = Result<std::io::Result<()>, tokio::task::JoinError>;
+
+#[derive(Debug)]
+struct ServerTasks {
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: tokio::task::JoinHandle<std::io::Result<()>>,
+    grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// The log, unless read-only.
+    pub fn log(&self) -> Option<&Log> {
+        self.log.as_ref()
+    }
+
+    /// Stops accepting, drains in-flight requests, publishes what the pipeline holds, within
+    /// `--tlog-timeout`.
+    pub async fn stop(self) {
+        info!("shutting down: draining requests");
+        self.stop.cancel();
+        let tasks = self.tasks;
+        let log = self.log;
+        let drain = async move {
+            let http: ServeResult = tasks.http.await;
+            if let Err(e) = http {
+                error!(error = %e, "HTTP server task failed");
+            }
+            match tasks.grpc.await {
+                Ok(Err(e)) => error!(error = %e, "gRPC server failed"),
+                Err(e) => error!(error = %e, "gRPC server task failed"),
+                Ok(Ok(())) => {}
+            }
+            let _ = tasks.metrics.await;
+            if let Some(log) = &log {
+                log.shutdown().await;
+            }
+        };
+        if tokio::time::timeout(self.tlog_timeout, drain)
+            .await
+            .is_err()
+        {
+            warn!(timeout = ?self.tlog_timeout, "shutdown timed out; unpublished entries are integrated on the next start");
+        } else {
+            info!("shutdown complete");
+        }
+    }
+}
+
+/// Opens the log, binds the listeners and starts serving; returns once every listener is bound.
+///
+/// # Errors
+///
+/// As [`run`].
+pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, RunError> {
     let signer = signer(&args, backend.generated_key_dir.as_deref())?;
     let identity = LogIdentity::of(&signer, &args.hostname, args.http_port);
     info!(
@@ -202,9 +282,11 @@ pub async fn run_until(
         args.max_request_body_size,
     );
 
-    let http_listener = bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;
-    let grpc_listener = bind("grpc", SocketAddr::new(args.grpc_address, args.grpc_port)).await?;
-    let metrics_listener = bind(
+    let (http_listener, http_address) =
+        bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;
+    let (grpc_listener, grpc_address) =
+        bind("grpc", SocketAddr::new(args.grpc_address, args.grpc_port)).await?;
+    let (metrics_listener, metrics_address) = bind(
         "metrics",
         SocketAddr::new(args.http_address, args.http_metrics_port),
     )
@@ -255,32 +337,20 @@ pub async fn run_until(
         })
     };
 
-    shutdown.await;
-    info!("shutting down: draining requests");
-    stop.cancel();
-    let drain = async {
-        if let Err(e) = http.await {
-            error!(error = %e, "HTTP server task failed");
-        }
-        match grpc.await {
-            Ok(Err(e)) => error!(error = %e, "gRPC server failed"),
-            Err(e) => error!(error = %e, "gRPC server task failed"),
-            Ok(Ok(())) => {}
-        }
-        let _ = metrics_server.await;
-        if let Some(log) = &log {
-            log.shutdown().await;
-        }
-    };
-    if tokio::time::timeout(args.tlog_timeout, drain)
-        .await
-        .is_err()
-    {
-        warn!(timeout = ?args.tlog_timeout, "shutdown timed out; unpublished entries are integrated on the next start");
-    } else {
-        info!("shutdown complete");
-    }
-    Ok(())
+    Ok(RunningServer {
+        http_address,
+        grpc_address,
+        metrics_address,
+        identity,
+        log,
+        stop,
+        tasks: ServerTasks {
+            http,
+            metrics: metrics_server,
+            grpc,
+        },
+        tlog_timeout: args.tlog_timeout,
+    })
 }
 
 async fn shutdown_signal() {
