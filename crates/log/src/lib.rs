@@ -258,9 +258,6 @@ impl Log {
         }
         let _guard = OutstandingGuard(outstanding);
 
-        let sender = lock(&self.shared.sender)
-            .clone()
-            .ok_or(LogError::ShuttingDown)?;
         let (reply, response) = oneshot::channel();
         let request = Request {
             leaf_hash: leaf_hash(&leaf),
@@ -268,10 +265,17 @@ impl Log {
             leaf,
             reply,
         };
-        sender
-            .send(request)
-            .await
-            .map_err(|_| LogError::ShuttingDown)?;
+        {
+            // The sender clone must not outlive the send: shutdown closes the channel by dropping
+            // every sender, and waiting requests must not keep it open.
+            let sender = lock(&self.shared.sender)
+                .clone()
+                .ok_or(LogError::ShuttingDown)?;
+            sender
+                .send(request)
+                .await
+                .map_err(|_| LogError::ShuttingDown)?;
+        }
         response.await.map_err(|_| LogError::ShuttingDown)?
     }
 

@@ -286,3 +286,92 @@ async fn oversized_entries_are_refused() {
     ));
     log.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_checkpoint_interval_batches_publications_without_losing_waiters() {
+    let config = LogConfig {
+        checkpoint_interval: std::time::Duration::from_millis(150),
+        batch_max_age: std::time::Duration::from_millis(20),
+        ..LogConfig::default()
+    };
+    let log = Log::open(
+        Arc::new(MemoryStorage::default()),
+        Arc::new(MemoryCoordinator::default()),
+        signer(),
+        origin(),
+        config,
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5 * n)).await;
+            log.add(entry(usize::try_from(n).unwrap())).await
+        }));
+    }
+    let mut sizes = std::collections::BTreeSet::new();
+    for task in tasks {
+        let appended = task.await.unwrap().unwrap();
+        verify_inclusion(
+            &appended.leaf_hash,
+            LeafIndex::new(appended.index),
+            TreeSize::new(appended.checkpoint.size),
+            &appended.proof,
+            &appended.checkpoint.root,
+        )
+        .unwrap();
+        sizes.insert(appended.checkpoint.size);
+    }
+    // 40 entries over ~200 ms with publications at least 150 ms apart: few checkpoints.
+    assert!(sizes.len() <= 3, "published {sizes:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(log.checkpoint().size, 40);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_publishes_what_is_in_flight() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let config = LogConfig {
+        checkpoint_interval: std::time::Duration::from_secs(3600),
+        ..LogConfig::default()
+    };
+    let log = Log::open(
+        storage.clone(),
+        Arc::new(MemoryCoordinator::default()),
+        signer(),
+        origin(),
+        config,
+    )
+    .await
+    .unwrap();
+    // Opening published a checkpoint, so the next one is due in an hour, unless shut down.
+    let pending: Vec<_> = (0..2)
+        .map(|n| {
+            let log = log.clone();
+            tokio::spawn(async move { log.add(entry(n)).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        log.checkpoint().size,
+        0,
+        "nothing published before the interval"
+    );
+    log.shutdown().await;
+    let mut appended = Vec::new();
+    for task in pending {
+        appended.push(task.await.unwrap().unwrap());
+    }
+    assert!(appended.iter().all(|a| a.checkpoint.size == 2));
+    let appended = appended.remove(0);
+    let stored = storage.read_checkpoint().await.unwrap().unwrap();
+    assert_eq!(stored.data, appended.checkpoint.note);
+    assert!(matches!(
+        log.add(entry(2)).await,
+        Err(LogError::ShuttingDown)
+    ));
+}
