@@ -3,7 +3,7 @@ CARGO ?= cargo
 STORAGE_DIR ?= ./rekor-data
 HOSTNAME ?= localhost
 
-.PHONY: all build run test lint fmt bench clean
+.PHONY: all build run test test-rust lint fmt bench bench-smoke bench-scale clean
 
 all: build
 
@@ -14,8 +14,10 @@ build:
 run:
 	$(CARGO) run --release -p rekor-server-posix -- serve --storage-dir $(STORAGE_DIR) --hostname $(HOSTNAME)
 
-# The test command README gives and CI runs.
-test:
+# The test command README gives and CI runs: the Rust suites, then interop with sigstore-python.
+test: test-rust test-interop
+
+test-rust:
 	$(CARGO) test --workspace
 
 lint:
@@ -25,9 +27,25 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
+# Benchmarks against this machine's own limits in one run (see BENCHMARKS.md); the last line is
+# `entries_per_s=.. p256_verify_per_s=.. ratio=.. p50_ms=.. p99_ms=..`.
 bench:
-	$(CARGO) bench -p rekor-entries --bench verify
-	$(CARGO) bench -p rekor-tlog --bench append
+	CARGO="$(CARGO)" bash bench/run.sh full
+
+# A tiny load over HTTP and gRPC with every response verified; fails on any error (CI).
+bench-smoke:
+	CARGO="$(CARGO)" bash bench/run.sh smoke
+
+# Opt-in: SCALE_ENTRIES entries (default 10,000,000): RSS, restart time, bytes per entry.
+bench-scale:
+	CARGO="$(CARGO)" bash bench/run.sh scale
 
 clean:
 	$(CARGO) clean
+
+# Interop with sigstore-python, a third-party Rekor v2 client (tests/interop/). Needs python3 and
+# the package registry the first time; the venv is kept in $(INTEROP_VENV) and reused.
+INTEROP_VENV ?= $(HOME)/.cache/rekor-rs/interop-venv
+.PHONY: test-interop
+test-interop:
+	INTEROP_VENV="$(INTEROP_VENV)" CARGO="$(CARGO)" bash tests/interop/run.sh

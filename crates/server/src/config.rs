@@ -45,6 +45,19 @@ pub struct ServerArgs {
     #[arg(long)]
     pub log_json: bool,
 
+    /// TLS certificate (PEM chain) for the HTTP listener; with the key file, HTTP is served over TLS 1.3.
+    #[arg(long, requires = "http_tls_key_file")]
+    pub http_tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) for the HTTP listener.
+    #[arg(long, requires = "http_tls_cert_file")]
+    pub http_tls_key_file: Option<PathBuf>,
+    /// TLS certificate (PEM chain) for the gRPC listener; with the key file, gRPC is served over TLS 1.3.
+    #[arg(long, requires = "grpc_tls_key_file")]
+    pub grpc_tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM) for the gRPC listener.
+    #[arg(long, requires = "grpc_tls_cert_file")]
+    pub grpc_tls_key_file: Option<PathBuf>,
+
     /// Refuse new entries (HTTP 405 / gRPC Unimplemented) and serve only reads: a frozen log.
     #[arg(long)]
     pub read_only: bool,

@@ -102,7 +102,41 @@ async fn create_entry_inner(state: &AppState, request: Request) -> Result<String
     let request = rekor_api::create_entry_request_from_json(&body)
         .map_err(|e| ApiError::InvalidArgument(format!("invalid request body: {e}")))?;
     let entry = state.create_entry(request).await?;
-    rekor_api::to_json(&entry).map_err(|e| ApiError::Internal(format!("encoding response: {e}")))
+    entry_json(&entry)
+}
+
+/// Encodes a `TransparencyLogEntry` as rekor-tiles does (protojson with `EmitUnpopulated`): zero
+/// values are written, not omitted, because clients such as sigstore-python require `logIndex`,
+/// `inclusionProof.logIndex` and `inclusionProof.hashes` even for entry 0 of a new log.
+fn entry_json(entry: &rekor_api::rekor::v1::TransparencyLogEntry) -> Result<String, ApiError> {
+    let encode_error =
+        |e: &dyn std::fmt::Display| ApiError::Internal(format!("encoding response: {e}"));
+    let mut value: serde_json::Value =
+        serde_json::from_str(&rekor_api::to_json(entry).map_err(|e| encode_error(&e))?)
+            .map_err(|e| encode_error(&e))?;
+    if let Some(object) = value.as_object_mut() {
+        for (key, default) in [
+            ("logIndex", serde_json::json!("0")),
+            ("integratedTime", serde_json::json!("0")),
+            ("inclusionPromise", serde_json::Value::Null),
+            ("canonicalizedBody", serde_json::json!("")),
+        ] {
+            object.entry(key).or_insert(default);
+        }
+        if let Some(proof) = object
+            .get_mut("inclusionProof")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            for (key, default) in [
+                ("logIndex", serde_json::json!("0")),
+                ("treeSize", serde_json::json!("0")),
+                ("hashes", serde_json::json!([])),
+            ] {
+                proof.entry(key).or_insert(default);
+            }
+        }
+    }
+    serde_json::to_string(&value).map_err(|e| encode_error(&e))
 }
 
 /// Reads at most `limit` bytes; a larger body is a 400 that says the limit.
@@ -159,4 +193,37 @@ async fn healthz() -> Response {
 
 async fn not_found() -> Response {
     ApiError::NotFound("no such route".into()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rekor_api::rekor::v1::{InclusionProof, TransparencyLogEntry};
+
+    #[test]
+    fn entry_zero_keeps_its_zero_fields() {
+        let entry = TransparencyLogEntry {
+            inclusion_proof: Some(InclusionProof {
+                tree_size: 1,
+                root_hash: vec![1; 32],
+                ..InclusionProof::default()
+            }),
+            canonicalized_body: b"{}".to_vec(),
+            ..TransparencyLogEntry::default()
+        };
+        let json: serde_json::Value = serde_json::from_str(&entry_json(&entry).unwrap()).unwrap();
+        assert_eq!(json["logIndex"], "0");
+        assert_eq!(json["integratedTime"], "0");
+        assert!(json["inclusionPromise"].is_null());
+        assert_eq!(json["inclusionProof"]["logIndex"], "0");
+        assert_eq!(json["inclusionProof"]["treeSize"], "1");
+        assert_eq!(json["inclusionProof"]["hashes"], serde_json::json!([]));
+        // Still a valid TransparencyLogEntry for a strict protojson reader.
+        let parsed: TransparencyLogEntry = rekor_api::from_json(
+            entry_json(&entry).unwrap().as_bytes(),
+            rekor_api::JsonLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(parsed, entry);
+    }
 }

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod metrics;
 mod run;
 mod service;
+pub mod tls;
 
 use axum::Router;
 use axum::extract::State;

@@ -64,6 +64,22 @@ pub enum RunError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// A TLS certificate or key could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+fn tls_config(
+    flag: &'static str,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Option<Arc<rustls::ServerConfig>>, RunError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key, alpn)?)),
+        _ => Err(crate::tls::TlsError::Incomplete { flag }.into()),
+    }
 }
 
 /// Loads the signer the flags name, or the backend's generated one.
@@ -292,15 +308,41 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     )
     .await?;
 
+    let http_tls = tls_config(
+        "--http-tls",
+        args.http_tls_cert_file.as_deref(),
+        args.http_tls_key_file.as_deref(),
+        &[b"h2", b"http/1.1"],
+    )?;
+    let grpc_tls = tls_config(
+        "--grpc-tls",
+        args.grpc_tls_cert_file.as_deref(),
+        args.grpc_tls_key_file.as_deref(),
+        &[b"h2"],
+    )?;
+
     let stop = CancellationToken::new();
     let http = {
         let router = crate::http::router(state.clone(), args.server_timeout);
         let stop = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(http_listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        })
+        match http_tls {
+            None => tokio::spawn(
+                axum::serve(http_listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .into_future(),
+            ),
+            Some(config) => {
+                let listener = crate::tls::TlsListener {
+                    connections: crate::tls::spawn_acceptor(http_listener, config, stop.clone()),
+                    local: http_address,
+                };
+                tokio::spawn(
+                    axum::serve(listener, router)
+                        .with_graceful_shutdown(stop.cancelled_owned())
+                        .into_future(),
+                )
+            }
+        }
     };
     let metrics_server = {
         let router = crate::metrics_router(metrics.clone(), log.clone());
@@ -323,18 +365,26 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
                 flag: "gRPC reflection",
                 reason: e.to_string(),
             })?;
-        let stop = stop.clone();
-        let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
         let router = tonic::transport::Server::builder()
             .timeout(args.server_timeout)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(crate::grpc::service(state.clone()));
-        tokio::spawn(async move {
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-        })
+        let shutdown = stop.clone().cancelled_owned();
+        match grpc_tls {
+            None => {
+                let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown))
+            }
+            Some(config) => {
+                let connections = crate::tls::spawn_acceptor(grpc_listener, config, stop.clone());
+                let incoming = futures::stream::unfold(connections, |mut connections| async {
+                    let (stream, _) = connections.recv().await?;
+                    Some((Ok::<_, std::io::Error>(stream), connections))
+                });
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, shutdown))
+            }
+        }
     };
 
     Ok(RunningServer {
