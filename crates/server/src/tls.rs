@@ -112,6 +112,9 @@ pub(crate) fn spawn_acceptor(
                     continue;
                 }
             };
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!(error = %e, "setting TCP_NODELAY failed");
+            }
             let acceptor = acceptor.clone();
             let sender = sender.clone();
             tokio::spawn(async move {
