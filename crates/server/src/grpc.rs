@@ -99,3 +99,49 @@ impl Rekor for GrpcService {
         .await
     }
 }
+
+/// Answers a panicking gRPC handler with `Internal` instead of dropping the connection, and counts it.
+#[derive(Clone, Debug)]
+pub struct PanicResponder {
+    metrics: crate::metrics::Metrics,
+}
+
+impl PanicResponder {
+    /// A responder that counts panics in `metrics`.
+    pub fn new(metrics: crate::metrics::Metrics) -> Self {
+        PanicResponder { metrics }
+    }
+}
+
+impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
+    type ResponseBody = tonic::body::Body;
+
+    fn response_for_panic(
+        &mut self,
+        _panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> http::Response<Self::ResponseBody> {
+        self.metrics.panics_recovered.inc();
+        tracing::error!("gRPC handler panicked");
+        Status::internal("internal error").into_http()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower_http::catch_panic::ResponseForPanic as _;
+
+    #[test]
+    fn a_panic_becomes_internal_and_is_counted() {
+        let metrics = crate::metrics::Metrics::new();
+        let mut responder = PanicResponder::new(metrics.clone());
+        let response = responder.response_for_panic(Box::new("boom"));
+        assert_eq!(response.headers().get("grpc-status").unwrap(), "13");
+        assert_eq!(metrics.panics_recovered.get(), 1);
+        assert!(
+            metrics
+                .encode()
+                .contains("rekor_v2_grpc_req_panics_recovered_total 1")
+        );
+    }
+}

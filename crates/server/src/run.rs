@@ -374,6 +374,9 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
             })?;
         let router = tonic::transport::Server::builder()
             .timeout(args.server_timeout)
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                crate::grpc::PanicResponder::new(metrics.clone()),
+            ))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(crate::grpc::service(state.clone()));
