@@ -49,3 +49,17 @@ INTEROP_VENV ?= $(HOME)/.cache/rekor-rs/interop-venv
 .PHONY: test-interop
 test-interop:
 	INTEROP_VENV="$(INTEROP_VENV)" CARGO="$(CARGO)" bash tests/interop/run.sh
+
+# Fuzzing (fuzz/README.md): builds every cargo-fuzz target, then runs each for FUZZ_SECONDS on a
+# scratch corpus seeded from fuzz/corpus/<target> and fuzz/regressions/<target>. Needs
+# `cargo install cargo-fuzz`; RUSTC_BOOTSTRAP=1 lets the stable toolchain take its sanitizer flags.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= tile_path entry_bundle signed_note checkpoint create_entry_protobuf create_entry_json log_keys client_keys
+.PHONY: fuzz
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p work/$$t regressions/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t work/$$t corpus/$$t regressions/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 || exit 1; \
+	done

@@ -227,6 +227,15 @@ impl Pipeline {
         };
         span.record("first_index", first);
         let expected = self.integrator.size().get();
+        if first > expected
+            && let Err(e) = self
+                .catch_up(expected, first)
+                .instrument(span.clone())
+                .await
+        {
+            error!(parent: &span, error = %e, "integrating earlier sequenced entries failed");
+        }
+        let expected = self.integrator.size().get();
         if first != expected {
             // Another writer sequenced entries this integrator has not seen. POSIX holds an
             // exclusive lock, so this is corruption; cloud backends integrate from the coordinator.
@@ -283,10 +292,23 @@ impl Pipeline {
         let span = info_span!("publish", tree_size = size.get());
         let result = async {
             let objects = self.integrator.write(self.storage.as_ref()).await?;
-            let checkpoint = self
+            let checkpoint = match self
                 .publisher
                 .publish(self.storage.as_ref(), size.get(), root)
-                .await?;
+                .await
+            {
+                Err(LogError::Storage(e))
+                    if matches!(*e, rekor_storage::Error::Precondition { .. }) =>
+                {
+                    // A checkpoint write whose reply was lost, or another writer: adopt the stored
+                    // checkpoint only if it is ours and a prefix of this tree, then retry once.
+                    self.adopt_stored_checkpoint().await?;
+                    self.publisher
+                        .publish(self.storage.as_ref(), size.get(), root)
+                        .await?
+                }
+                other => other?,
+            };
             debug!(objects, "checkpoint published");
             Ok::<_, LogError>(checkpoint)
         }
@@ -310,16 +332,9 @@ impl Pipeline {
         self.retry_after = None;
         self.stats.record_checkpoint();
 
-        match self
-            .coordinator
-            .mark_integrated(self.integrated, size.get())
-            .await
-        {
-            Ok(()) => self.integrated = size.get(),
-            // Not fatal: the entries are in tiles and a checkpoint. On restart they are integrated
-            // again, which rewrites identical objects.
-            Err(e) => warn!(parent: &span, error = %e, "recording the integrated size failed"),
-        }
+        self.record_integrated(size.get())
+            .instrument(span.clone())
+            .await;
 
         let tiles = self.integrator.proof_tiles();
         // One prover per checkpoint: it hashes each tile once, then every proof is lookups.
@@ -342,6 +357,105 @@ impl Pipeline {
             let _ = waiter.reply.send(reply);
         }
         self.integrator.checkpoint_published();
+    }
+}
+
+impl Pipeline {
+    /// Integrates leaves sequenced in `from..to` that this pipeline never saw: a `sequence` call
+    /// that committed but whose reply was lost. They are published with the next checkpoint.
+    async fn catch_up(&mut self, from: u64, to: u64) -> Result<(), LogError> {
+        warn!(
+            from,
+            to, "integrating entries whose sequencing reply was lost"
+        );
+        let leaves = self.coordinator.read_sequenced(from, to).await?;
+        let hashes: Vec<Hash> = leaves
+            .iter()
+            .map(|leaf| rekor_tlog::leaf_hash(leaf))
+            .collect();
+        self.integrator.append(&leaves, &hashes)?;
+        let mut cache = lock(&self.cache);
+        for (index, leaf) in (from..to).zip(&leaves) {
+            cache.insert(crate::dedup_key(leaf), index);
+        }
+        Ok(())
+    }
+
+    /// Records that tiles up to `size` are written. Not fatal on failure: the entries are in tiles
+    /// and a checkpoint, and a restart integrates them again, rewriting identical objects.
+    async fn record_integrated(&mut self, size: u64) {
+        let mut result = self
+            .coordinator
+            .mark_integrated(self.integrated, size)
+            .await;
+        if let Err(rekor_storage::Error::Precondition { .. }) = &result {
+            // Our last mark may have committed with its reply lost: resynchronise and retry.
+            match self.coordinator.state().await {
+                Ok(state) if state.integrated <= size => {
+                    self.integrated = state.integrated;
+                    result = if state.integrated == size {
+                        Ok(())
+                    } else {
+                        self.coordinator
+                            .mark_integrated(self.integrated, size)
+                            .await
+                    };
+                }
+                Ok(state) => {
+                    warn!(
+                        integrated = state.integrated,
+                        size, "coordinator is ahead of this log"
+                    );
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        match result {
+            Ok(()) => self.integrated = size,
+            Err(e) => warn!(error = %e, "recording the integrated size failed"),
+        }
+    }
+
+    /// Takes over the version of the stored checkpoint after a failed compare-and-swap, if that
+    /// checkpoint is signed by this log and commits to a prefix of the integrated tree (a write
+    /// of ours whose reply was lost). Anything else is [`LogError::Inconsistent`].
+    async fn adopt_stored_checkpoint(&mut self) -> Result<(), LogError> {
+        let stored = self
+            .storage
+            .read_checkpoint()
+            .await?
+            .ok_or_else(|| LogError::inconsistent("the checkpoint vanished from storage"))?;
+        let checkpoint = self.publisher.verify(&stored.data)?;
+        let size = self.integrator.size();
+        if checkpoint.size > size.get() {
+            return Err(LogError::inconsistent(format!(
+                "stored checkpoint size {} is beyond this log's tree ({})",
+                checkpoint.size,
+                size.get()
+            )));
+        }
+        let old_size = TreeSize::new(checkpoint.size);
+        let root = if old_size == size {
+            self.integrator.root()
+        } else {
+            let mut tiles = self.integrator.proof_tiles();
+            crate::tiles::with_stored_tiles(self.storage.as_ref(), size, &mut tiles, |reader| {
+                rekor_tlog::tree_root(old_size, reader)
+            })
+            .await?
+        };
+        if root.0 != checkpoint.root {
+            return Err(LogError::inconsistent(format!(
+                "stored checkpoint for size {} does not match this log's tree",
+                checkpoint.size
+            )));
+        }
+        warn!(
+            size = checkpoint.size,
+            "adopting the stored checkpoint after a lost write reply"
+        );
+        self.publisher.adopt(stored.version);
+        Ok(())
     }
 }
 

@@ -40,6 +40,28 @@ impl Publisher {
         Arc::clone(&self.current.borrow())
     }
 
+    /// Verifies a stored checkpoint note with this log's key and origin.
+    pub(crate) fn verify(&self, note: &[u8]) -> Result<Checkpoint, LogError> {
+        let checkpoint = self
+            .signer
+            .verifier()
+            .verify_checkpoint(note)
+            .map_err(|e| LogError::BadCheckpoint {
+                reason: e.to_string(),
+            })?;
+        if checkpoint.origin != self.origin {
+            return Err(LogError::BadCheckpoint {
+                reason: "the stored checkpoint names another origin".into(),
+            });
+        }
+        Ok(checkpoint)
+    }
+
+    /// Continues from a stored checkpoint version (see `Pipeline::adopt_stored_checkpoint`).
+    pub(crate) fn adopt(&mut self, version: ObjectVersion) {
+        self.version = Some(version);
+    }
+
     pub(crate) fn last_published(&self) -> Option<Instant> {
         self.last_published
     }

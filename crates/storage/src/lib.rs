@@ -34,6 +34,8 @@ pub mod posix;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod fault;
 
 use std::fmt::Debug;
 
