@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 mod run;
+mod serve;
 mod service;
 pub mod tls;
 

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::serve::ListenerExt as _;
 use rekor_entries::AlgorithmRegistry;
 use rekor_log::{Log, LogConfig};
 use rekor_note::{LogSigner, Origin};
@@ -68,12 +67,6 @@ pub enum RunError {
     /// A TLS certificate or key could not be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-}
-
-fn set_nodelay(stream: &mut tokio::net::TcpStream) {
-    if let Err(e) = stream.set_nodelay(true) {
-        tracing::debug!(error = %e, "setting TCP_NODELAY failed");
-    }
 }
 
 fn tls_config(
@@ -332,25 +325,22 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     let http = {
         let router = crate::http::router(state.clone(), args.server_timeout);
         let stop = stop.clone();
-        match http_tls {
-            None => tokio::spawn(
-                axum::serve(http_listener.tap_io(set_nodelay), router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .into_future(),
-            ),
-            Some(config) => {
-                let listener = crate::tls::TlsListener {
-                    connections: crate::tls::spawn_acceptor(http_listener, config, stop.clone()),
-                    local: http_address,
-                };
-                tokio::spawn(
-                    axum::serve(listener, router)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .into_future(),
-                )
-            }
-        }
+        let connections = match http_tls {
+            None => crate::serve::Connections::Tcp(http_listener),
+            Some(config) => crate::serve::Connections::Tls(crate::tls::spawn_acceptor(
+                http_listener,
+                config,
+                stop.clone(),
+            )),
+        };
+        tokio::spawn(crate::serve::serve(
+            connections,
+            router,
+            args.server_timeout,
+            stop,
+        ))
     };
+
     let metrics_server = {
         let router = crate::metrics_router(metrics.clone(), log.clone());
         let stop = stop.clone();

@@ -130,26 +130,3 @@ pub(crate) fn spawn_acceptor(
     });
     receiver
 }
-
-/// An axum listener over finished TLS connections.
-pub(crate) struct TlsListener {
-    pub(crate) connections: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    pub(crate) local: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.connections.recv().await {
-            Some(connection) => connection,
-            // The acceptor stopped: the server is shutting down; graceful shutdown ends serving.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}

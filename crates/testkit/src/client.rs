@@ -353,6 +353,16 @@ pub async fn raw_request(
     parse_http_response(raw_path, &response)
 }
 
+/// Parses a complete HTTP/1.1 response read from a raw socket (for tests that write requests
+/// by hand, e.g. slowly or with oversized headers). `url` names it in errors.
+///
+/// # Errors
+///
+/// [`Error::Malformed`] for an unreadable response.
+pub fn parse_raw_response(url: &str, response: &[u8]) -> Result<Reply> {
+    parse_http_response(url, response)
+}
+
 fn parse_http_response(url: &str, response: &[u8]) -> Result<Reply> {
     let malformed = |reason: &str| Error::malformed(format!("response to {url}"), reason);
     let split = response

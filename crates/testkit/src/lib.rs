@@ -12,6 +12,8 @@
 //!   RFC 8785 body) and [`audit`] (every tile and bundle against the checkpoint, with roots
 //!   recomputed by [`merkle`] and by the third-party `tlog_tiles` crate).
 //! - [`stats`]: latency percentiles.
+//! - [`tiles`]: inclusion and consistency proofs computed by the client from tiles fetched
+//!   over HTTP ([`TileCache`], [`FetchedTree`], [`CheckpointHistory`]), and a seeded RNG.
 //!
 //! Specifications checked: Rekor v2 (`dev.sigstore.rekor.v2` protos, protojson), C2SP
 //! tlog-tiles, tlog-checkpoint and signed-note, RFC 6962 §2.1 and RFC 9162 §2.1.3, RFC 8785.
@@ -40,6 +42,7 @@ pub mod fixtures;
 pub mod merkle;
 pub mod process;
 pub mod stats;
+pub mod tiles;
 
 pub use assertions::{
     AuditReport, TrustedLog, VerifiedEntry, audit, verify_checkpoint, verify_entry,
@@ -49,6 +52,7 @@ pub use error::{Error, Result, ensure_eq};
 pub use fixtures::{ClientKey, KeyKind, Submission, VerifierMaterial};
 pub use process::{Listeners, ServerConfig, ServerProcess};
 pub use stats::LatencySummary;
+pub use tiles::{CheckpointHistory, FetchedTree, SeededRng, TileCache};
 
 /// A running server with its clients and trust material: what most tests need.
 #[derive(Debug)]
