@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# Benchmarks the log against this machine's own limits, in one run, and reports ratios.
+#
+#   bench/run.sh full    (make bench)        HTTP writes at full and half load, gRPC and mixed-key
+#                                            writes, machine P-256 verify/s (openssl), tile reads
+#                                            vs nginx (wrk), the raw pipeline (criterion).
+#   bench/run.sh smoke   (make bench-smoke)  a tiny load over HTTP and gRPC, every response
+#                                            verified; exits non-zero on any failure. For CI.
+#   bench/run.sh scale   (make bench-scale)  SCALE_ENTRIES entries (default 10,000,000): RSS,
+#                                            restart time, bytes per entry beyond the leaf.
+#
+# Every figure is printed next to the command that produced it. The last line of `full` is
+#   entries_per_s=<n> p256_verify_per_s=<n> ratio=<x.xx> p50_ms=<x.x> p99_ms=<x.x>
+# (p50/p99 from the half-load run). Servers listen on 127.0.0.1 only; every load is bounded.
+#
+# Environment: CARGO, CARGO_TARGET_DIR, BENCH_PROFILE (release|debug), BENCH_PORT (first port
+# to try, default 13000), BENCH_REQUESTS (10000 per round), BENCH_ROUNDS (3; the full-load rate
+# is their median), BENCH_CONCURRENCY (64), BENCH_HALF_SECONDS (12), SCALE_ENTRIES (10000000),
+# BENCH_KEEP=1 keeps the temp dir.
+set -euo pipefail
+
+MODE=${1:-full}
+case "$MODE" in full | smoke | scale) ;; *)
+	echo "usage: $0 [full|smoke|scale]" >&2
+	exit 2
+	;;
+esac
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CARGO=${CARGO:-cargo}
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$MODE" = smoke ]; then PROFILE=${BENCH_PROFILE:-debug}; else PROFILE=${BENCH_PROFILE:-release}; fi
+BIN=$TARGET_DIR/$PROFILE
+HOST=bench.localhost
+REQUESTS=${BENCH_REQUESTS:-10000}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONCURRENCY=${BENCH_CONCURRENCY:-64}
+HALF_SECONDS=${BENCH_HALF_SECONDS:-12}
+SCALE_ENTRIES=${SCALE_ENTRIES:-10000000}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rekor-bench.XXXXXX")
+SERVER_PID=
+NGINX_PID=
+
+log() { printf '%s\n' "$*"; }
+die() {
+	log "bench: FAILED: $*"
+	exit 1
+}
+
+cleanup() {
+	local rc=$?
+	if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+		kill -QUIT "$NGINX_PID" 2>/dev/null || true
+		wait "$NGINX_PID" 2>/dev/null || true
+	fi
+	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	if [ "$rc" -ne 0 ] && [ -f "$WORK/server.log" ]; then
+		log "--- last lines of the server log ($WORK/server.log) ---"
+		tail -n 20 "$WORK/server.log" || true
+	fi
+	if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+		log "bench: kept $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Runs a command after printing it, so every figure can be traced to the command behind it.
+run() {
+	log "\$ $*"
+	"$@"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Picks four consecutive free ports starting at BENCH_PORT.
+pick_ports() {
+	local base=${BENCH_PORT:-13000}
+	local tries=0
+	while port_busy "$base" || port_busy $((base + 1)) || port_busy $((base + 2)) || port_busy $((base + 3)); do
+		base=$((base + 10))
+		tries=$((tries + 1))
+		[ "$tries" -lt 50 ] || die "no free ports near ${BENCH_PORT:-13000}"
+	done
+	HTTP_PORT=$base
+	GRPC_PORT=$((base + 1))
+	METRICS_PORT=$((base + 2))
+	NGINX_PORT=$((base + 3))
+	HTTP_URL=http://127.0.0.1:$HTTP_PORT
+	GRPC_URL=http://127.0.0.1:$GRPC_PORT
+}
+
+build() {
+	local flag=()
+	[ "$PROFILE" = release ] && flag=(--release)
+	[ "$PROFILE" = release ] || [ "$PROFILE" = debug ] || die "BENCH_PROFILE must be release or debug"
+	run "$CARGO" build "${flag[@]}" -p rekor-server-posix -p rekor-bench
+	[ -x "$BIN/rekor-server-posix" ] && [ -x "$BIN/rekor-bench" ] || die "binaries missing in $BIN"
+}
+
+# Prints the log's public key (base64 DER SPKI); generates the key in the storage dir if new.
+public_key() {
+	"$BIN/rekor-server-posix" info --storage-dir "$1" --hostname "$HOST" |
+		awk '/^public key:/ { print $3; exit }'
+}
+
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
+
+# start_server <storage dir> [extra flags]: starts the server and waits until /healthz answers.
+start_server() {
+	local dir=$1
+	shift
+	"$BIN/rekor-server-posix" serve --storage-dir "$dir" --hostname "$HOST" \
+		--http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --http-metrics-port "$METRICS_PORT" \
+		--log-level warn "$@" >>"$WORK/server.log" 2>&1 &
+	SERVER_PID=$!
+	local started=$(date +%s%N)
+	until http_ok "$HTTP_URL/healthz"; do
+		kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
+		[ $(($(date +%s%N) - started)) -lt 600000000000 ] || die "the server did not answer /healthz within 600 s"
+		sleep 0.02
+	done
+	READY_MS=$((($(date +%s%N) - started) / 1000000))
+}
+
+# Stops the server with SIGTERM (graceful: drains and publishes) and checks it exits 0.
+stop_server() {
+	local started=$(date +%s%N)
+	kill -TERM "$SERVER_PID"
+	local rc=0
+	wait "$SERVER_PID" || rc=$?
+	SERVER_PID=
+	STOP_MS=$((($(date +%s%N) - started) / 1000000))
+	[ "$rc" -eq 0 ] || die "the server exited with status $rc on SIGTERM"
+}
+
+rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+
+# result <file> <key>: a value from the RESULT line rekor-bench printed last.
+result() { awk -v key="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == key) print kv[2] } }' "$1" | tail -n 1; }
+
+# load <name> <rekor-bench args...>: runs the generator, shows its output, keeps it in $WORK/<name>.out.
+load() {
+	local name=$1
+	shift
+	local rc=0
+	run "$BIN/rekor-bench" --hostname "$HOST" --log-public-key "$LOG_KEY" "$@" | tee "$WORK/$name.out" || rc=$?
+	[ "$rc" -eq 0 ] || die "rekor-bench run '$name' failed (exit $rc)"
+}
+
+# The machine is shared: note how busy it was around each measurement.
+loadavg() { log "(load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores)"; }
+
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+# ---------------------------------------------------------------------------------------------
+
+smoke() {
+	build
+	pick_ports
+	local data=$WORK/data
+	mkdir -p "$data"
+	LOG_KEY=$(public_key "$data")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	start_server "$data"
+	local passed=0
+	load http --http "$HTTP_URL" --requests 200 --concurrency 8 --verify-every 1 --resend 20
+	passed=$((passed + 1))
+	load grpc --grpc "$GRPC_URL" --requests 100 --concurrency 8 --verify-every 1 --resend 10 \
+		--mix p256=2,ed25519ph=1,rsa2048=1 --keys 1
+	passed=$((passed + 1))
+	load rate --http "$HTTP_URL" --requests 100 --rate 200 --concurrency 32 --verify-every 5
+	passed=$((passed + 1))
+	for path in checkpoint tile/0/000 tile/entries/000; do
+		run curl -fsS -o /dev/null "$HTTP_URL/api/v2/$path" || die "GET /api/v2/$path failed"
+	done
+	passed=$((passed + 1))
+	stop_server
+	passed=$((passed + 1))
+	log "bench-smoke: $passed passed, 0 failed"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+openssl_verify() {
+	command -v openssl >/dev/null || die "openssl is needed for the machine's P-256 verify rate"
+	run openssl speed -seconds 5 -multi 2 ecdsap256 2>/dev/null | tee "$WORK/openssl.out" | tail -n 2
+	P256_VERIFY=$(awk '/nistp256/ { v = $NF } END { print v }' "$WORK/openssl.out")
+	[ -n "$P256_VERIFY" ] || die "could not parse openssl speed output"
+}
+
+ensure_tools() {
+	local missing=()
+	command -v wrk >/dev/null || missing+=(wrk)
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+	command -v curl >/dev/null || missing+=(curl)
+	if [ "${#missing[@]}" -gt 0 ]; then
+		[ "$(id -u)" = 0 ] || die "missing ${missing[*]}; install them (Debian packages) and re-run"
+		run apt-get update -qq
+		run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+	NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+start_nginx() {
+	local data=$1 conf=$WORK/nginx/nginx.conf
+	mkdir -p "$WORK/nginx/tmp"
+	local user=""
+	[ "$(id -u)" = 0 ] && user="user root;"
+	cat >"$conf" <<EOF
+$user
+worker_processes 2;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    default_type application/octet-stream;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location /api/v2/ {
+            alias $data/;
+            add_header Cache-Control "max-age=604800,immutable";
+        }
+    }
+}
+EOF
+	log "\$ $NGINX -c $conf -e $WORK/nginx/error.log   (config: $conf)"
+	"$NGINX" -c "$conf" -e "$WORK/nginx/error.log" &
+	NGINX_PID=$!
+	local n=0
+	until http_ok "http://127.0.0.1:$NGINX_PORT/api/v2/checkpoint"; do
+		kill -0 "$NGINX_PID" 2>/dev/null || die "nginx exited: $(cat "$WORK/nginx/error.log" 2>/dev/null)"
+		n=$((n + 1))
+		[ "$n" -lt 500 ] || die "nginx did not serve the checkpoint"
+		sleep 0.02
+	done
+}
+
+# wrk_rate <name> <url>: requests/s over 5 s with 32 connections (one wrk thread); the figure
+# is then read with `rps <name>`.
+wrk_rate() {
+	run wrk -t1 -c32 -d5s "$2" | tee "$WORK/wrk-$1.out" | grep -E 'Requests/sec|Latency|Non-2xx' | sed "s/^/$1: /" || true
+	if grep -q 'Non-2xx' "$WORK/wrk-$1.out"; then die "wrk $1 got error responses"; fi
+	[ -n "$(rps "$1")" ] || die "could not parse wrk output for $1"
+}
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk-$1.out"; }
+
+pipeline_bench() {
+	run "$CARGO" bench -p rekor-log --bench pipeline -- --noplot 2>&1 | tee "$WORK/pipeline.out" |
+		grep -E '^pipeline/|time:|thrpt:' || true
+	local backend est
+	for backend in memory posix; do
+		est=$TARGET_DIR/criterion/pipeline/$backend/new/estimates.json
+		[ -f "$est" ] || die "criterion wrote no $est"
+		# Mean nanoseconds per iteration; each iteration logs 4096 entries (ENTRIES in the bench).
+		local mean
+		mean=$(grep -o '"mean":{"confidence_interval":{[^}]*},"point_estimate":[0-9.e+-]*' "$est" | sed 's/.*point_estimate"://')
+		[ -n "$mean" ] || die "could not read the mean from $est"
+		printf -v "PIPELINE_${backend^^}" '%s' "$(calc '%.0f' "4096 / ($mean / 1e9)")"
+	done
+}
+
+full() {
+	ensure_tools
+	build
+	run "$CARGO" bench -p rekor-log --bench pipeline --no-run
+	pick_ports
+	local data=$WORK/data
+	mkdir -p "$data"
+	LOG_KEY=$(public_key "$data")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+
+	log ""
+	log "== 1. machine limit: OpenSSL ECDSA P-256 verifies per second, both cores (idle machine)"
+	loadavg
+	openssl_verify
+	log "p256_verify_per_s=$P256_VERIFY"
+
+	log ""
+	log "== 2. HTTP writes (P-256, persistent dedup on, server defaults) on a fresh log"
+	start_server "$data"
+	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
+	# The machine is shared and noisy: the maximum is the median of ROUNDS closed-loop rounds.
+	local round rates=()
+	for round in $(seq 1 "$ROUNDS"); do
+		loadavg
+		load "max-$round" --http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
+		rates+=("$(result "$WORK/max-$round.out" entries_per_s)")
+	done
+	MAX_RATE=$(printf '%s\n' "${rates[@]}" | sort -g | sed -n "$(((ROUNDS + 1) / 2))p")
+	log "HTTP rounds (entries/s): ${rates[*]}; median $MAX_RATE"
+	SERVER_RSS=$(rss_kib "$SERVER_PID" VmRSS)
+	local half half_requests
+	half=$(calc '%.0f' "$MAX_RATE / 2")
+	half_requests=$(calc '%.0f' "$half * $HALF_SECONDS")
+	log ""
+	log "== 3. HTTP latency at half the measured maximum ($half entries/s for ${HALF_SECONDS} s, open loop)"
+	loadavg
+	load half --http "$HTTP_URL" --rate "$half" --requests "$half_requests" --concurrency 2048 --verify-every 100
+	log ""
+	log "== 4. gRPC writes and a mixed-key HTTP run (informational)"
+	load grpc --grpc "$GRPC_URL" --requests 10000 --concurrency "$CONCURRENCY" --verify-every 100
+	load mix --http "$HTTP_URL" --requests 10000 --concurrency "$CONCURRENCY" --verify-every 100 \
+		--mix p256=8,ed25519ph=1,rsa2048=1
+
+	log ""
+	log "== 5. tile reads: our server vs nginx serving the same directory"
+	start_nginx "$data"
+	loadavg
+	wrk_rate ours-tile "$HTTP_URL/api/v2/tile/0/000"
+	wrk_rate nginx-tile "http://127.0.0.1:$NGINX_PORT/api/v2/tile/0/000"
+	wrk_rate ours-bundle "$HTTP_URL/api/v2/tile/entries/000"
+	wrk_rate nginx-bundle "http://127.0.0.1:$NGINX_PORT/api/v2/tile/entries/000"
+	local ours_tile nginx_tile ours_bundle nginx_bundle
+	ours_tile=$(rps ours-tile)
+	nginx_tile=$(rps nginx-tile)
+	ours_bundle=$(rps ours-bundle)
+	nginx_bundle=$(rps nginx-bundle)
+	kill -QUIT "$NGINX_PID"
+	wait "$NGINX_PID" 2>/dev/null || true
+	NGINX_PID=
+	stop_server
+
+	log ""
+	log "== 6. raw pipeline (criterion): pre-made leaves into Log::add, no HTTP, no signature checks"
+	loadavg
+	pipeline_bench
+
+	local ratio p50 p99
+	ratio=$(calc '%.2f' "$MAX_RATE / $P256_VERIFY")
+	p50=$(calc '%.1f' "$(result "$WORK/half.out" p50_ms)")
+	p99=$(calc '%.1f' "$(result "$WORK/half.out" p99_ms)")
+	log ""
+	log "== summary (targets in parentheses)"
+	log "HTTP P-256 writes/s, c=$CONCURRENCY (median of $ROUNDS): $MAX_RATE  = $ratio x machine P-256 verify/s ($P256_VERIFY)   (>= 0.60)"
+	log "half load ($half/s): p50 ${p50} ms, p90 $(result "$WORK/half.out" p90_ms) ms, p99 ${p99} ms, max $(result "$WORK/half.out" max_ms) ms   (p50 <= 30, p99 <= 150)"
+	log "gRPC P-256 writes/s, c=$CONCURRENCY:        $(result "$WORK/grpc.out" entries_per_s)  = $(calc '%.2f' "$(result "$WORK/grpc.out" entries_per_s) / $P256_VERIFY") x verify/s"
+	log "HTTP mixed p256=8,ed25519ph=1,rsa2048=1:   $(result "$WORK/mix.out" entries_per_s) entries/s"
+	log "server RSS after the full-load run:       $SERVER_RSS KiB"
+	log "tile/0/000 reads/s:        ours $ours_tile, nginx $nginx_tile, ratio $(calc '%.2f' "$ours_tile / $nginx_tile")   (>= 1.00)"
+	log "tile/entries/000 reads/s:  ours $ours_bundle, nginx $nginx_bundle, ratio $(calc '%.2f' "$ours_bundle / $nginx_bundle")   (>= 1.00)"
+	log "raw pipeline entries/s:    memory $PIPELINE_MEMORY, posix $PIPELINE_POSIX   (>= 50000)"
+	log "entries_per_s=$(calc '%.0f' "$MAX_RATE") p256_verify_per_s=$(calc '%.0f' "$P256_VERIFY") ratio=$ratio p50_ms=$p50 p99_ms=$p99"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+scale() {
+	build
+	pick_ports
+	local data=$WORK/data
+	mkdir -p "$data"
+	LOG_KEY=$(public_key "$data")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	start_server "$data"
+	log "== scale: $SCALE_ENTRIES entries over HTTP (signed in chunks of 200,000 outside the timed phases)"
+	load scale --http "$HTTP_URL" --requests "$SCALE_ENTRIES" --concurrency "$CONCURRENCY" \
+		--chunk 200000 --verify-every 10000
+	local created leaf_bytes rss hwm
+	created=$(result "$WORK/scale.out" created)
+	leaf_bytes=$(result "$WORK/scale.out" leaf_bytes)
+	rss=$(rss_kib "$SERVER_PID" VmRSS)
+	hwm=$(rss_kib "$SERVER_PID" VmHWM)
+	stop_server
+	local stop_ms=$STOP_MS
+	local apparent disk
+	apparent=$(du -sb "$data" | cut -f1)
+	disk=$(du -sk "$data" | cut -f1)
+	log "\$ du -sb $data   -> $apparent bytes (du -sk: $disk KiB)"
+	# Where the bytes are: entry bundles and hash tiles, full and partial, and private state.
+	local sizes
+	sizes=$(find "$data" -type f -printf '%s %P\n' | awk '
+		$2 ~ /^tile\/entries\/.*\.p\// { pb += $1; next }
+		$2 ~ /^tile\/entries\// { fb += $1; next }
+		$2 ~ /^tile\/.*\.p\// { pt += $1; next }
+		$2 ~ /^tile\// { ft += $1; next }
+		$2 ~ /^\.rekor\// { pr += $1; next }
+		{ other += $1 }
+		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d, other %d", fb, pb, ft, pt, pr, other }')
+	log "bytes by kind: $sizes"
+	log "== restart: time from exec to /healthz answering (recovery included)"
+	start_server "$data"
+	local ready_ms=$READY_MS rss_idle
+	rss_idle=$(rss_kib "$SERVER_PID" VmRSS)
+	load after-restart --http "$HTTP_URL" --requests 1000 --concurrency "$CONCURRENCY" --verify-every 10 --resend 0
+	stop_server
+	log ""
+	log "== scale summary"
+	log "entries logged: $created   leaf bytes: $leaf_bytes   write rate: $(result "$WORK/scale.out" entries_per_s) entries/s"
+	log "server RSS after the load: $rss KiB (peak $hwm KiB); after restart, idle: $rss_idle KiB"
+	log "graceful stop: $stop_ms ms   restart to /healthz: $ready_ms ms"
+	log "storage: $apparent bytes apparent, $((disk * 1024)) bytes on disk"
+	log "bytes by kind: $sizes"
+	log "bytes per entry beyond the leaf: $(calc '%.1f' "($apparent - $leaf_bytes) / $created") apparent, $(calc '%.1f' "($disk * 1024 - $leaf_bytes) / $created") on disk"
+	log "scale_entries=$created rss_kib=$rss peak_rss_kib=$hwm restart_ms=$ready_ms bytes_per_entry_beyond_leaf=$(calc '%.1f' "($apparent - $leaf_bytes) / $created")"
+}
+
+cd "$ROOT"
+"$MODE"
