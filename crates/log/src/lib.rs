@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rekor_storage::{Coordinator, Storage};
+use rekor_storage::Storage;
 use rekor_tlog::{Hash, MAX_ENTRY_SIZE, leaf_hash};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -167,13 +167,11 @@ pub struct Log {
 struct Shared {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     task: Mutex<Option<JoinHandle<()>>>,
-    coordinator: Arc<dyn Coordinator>,
     storage: Arc<dyn Storage>,
     cache: Arc<Mutex<DedupCache>>,
     checkpoint: watch::Receiver<Arc<PublishedCheckpoint>>,
     stats: Arc<LogStats>,
     max_outstanding: usize,
-    persistent_dedup: bool,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -240,13 +238,7 @@ impl Log {
             self.shared.stats.record_duplicate();
             return Err(LogError::Duplicate { index });
         }
-        if self.shared.persistent_dedup
-            && let Some(Some(index)) = self.shared.coordinator.lookup(&[key]).await?.first()
-        {
-            self.shared.stats.record_duplicate();
-            lock(&self.shared.cache).insert(key, *index);
-            return Err(LogError::Duplicate { index: *index });
-        }
+        // The persistent index is consulted by the pipeline, once per batch.
 
         let outstanding = &self.shared.stats.outstanding;
         if outstanding.fetch_add(1, Ordering::Relaxed) >= self.shared.max_outstanding {

@@ -173,21 +173,18 @@ impl Pipeline {
             }
         }
 
+        let Some(batch) = self.drop_known_duplicates(batch).await else {
+            return;
+        };
         let mut fresh: Vec<Request> = Vec::with_capacity(batch.len());
         let mut followers: Vec<(usize, Request)> = Vec::new();
         let mut positions: HashMap<[u8; 32], usize> = HashMap::new();
-        {
-            let cache = lock(&self.cache);
-            for request in batch {
-                if let Some(index) = cache.get(&request.dedup_key) {
-                    self.stats.record_duplicate();
-                    let _ = request.reply.send(Err(LogError::Duplicate { index }));
-                } else if let Some(&position) = positions.get(&request.dedup_key) {
-                    followers.push((position, request));
-                } else {
-                    positions.insert(request.dedup_key, fresh.len());
-                    fresh.push(request);
-                }
+        for request in batch {
+            if let Some(&position) = positions.get(&request.dedup_key) {
+                followers.push((position, request));
+            } else {
+                positions.insert(request.dedup_key, fresh.len());
+                fresh.push(request);
             }
         }
         if fresh.is_empty() {
@@ -361,6 +358,53 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Answers the requests whose entry is already logged (in the cache, or in the coordinator's
+    /// persistent index, looked up once per batch) and returns the rest; `None` if the lookup
+    /// failed, in which case every request has been answered with the error.
+    async fn drop_known_duplicates(&mut self, batch: Vec<Request>) -> Option<Vec<Request>> {
+        let mut unknown = Vec::with_capacity(batch.len());
+        {
+            let cache = lock(&self.cache);
+            for request in batch {
+                match cache.get(&request.dedup_key) {
+                    Some(index) => {
+                        self.stats.record_duplicate();
+                        let _ = request.reply.send(Err(LogError::Duplicate { index }));
+                    }
+                    None => unknown.push(request),
+                }
+            }
+        }
+        if !self.config.persistent_dedup || unknown.is_empty() {
+            return Some(unknown);
+        }
+        let keys: Vec<[u8; 32]> = unknown.iter().map(|r| r.dedup_key).collect();
+        let found = match self.coordinator.lookup(&keys).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(error = %e, "dedup lookup failed");
+                let error = LogError::from(e);
+                for request in unknown {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                return None;
+            }
+        };
+        let mut cache = lock(&self.cache);
+        let mut remaining = Vec::with_capacity(unknown.len());
+        for (request, hit) in unknown.into_iter().zip(found) {
+            match hit {
+                Some(index) => {
+                    cache.insert(request.dedup_key, index);
+                    self.stats.record_duplicate();
+                    let _ = request.reply.send(Err(LogError::Duplicate { index }));
+                }
+                None => remaining.push(request),
+            }
+        }
+        Some(remaining)
+    }
+
     /// Integrates leaves sequenced in `from..to` that this pipeline never saw: a `sequence` call
     /// that committed but whose reply was lost. They are published with the next checkpoint.
     async fn catch_up(&mut self, from: u64, to: u64) -> Result<(), LogError> {

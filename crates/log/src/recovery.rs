@@ -163,7 +163,6 @@ impl Log {
         let stats = Arc::new(LogStats::default());
         let (sender, receiver) = mpsc::channel(config.pushback_max_outstanding.max(1));
         let max_outstanding = config.pushback_max_outstanding;
-        let persistent_dedup = config.persistent_dedup;
         let pipeline = Pipeline::new(
             config,
             Arc::clone(&storage),
@@ -179,13 +178,11 @@ impl Log {
             shared: Arc::new(Shared {
                 sender: Mutex::new(Some(sender)),
                 task: Mutex::new(Some(task)),
-                coordinator,
                 storage,
                 cache,
                 checkpoint: checkpoint_receiver,
                 stats,
                 max_outstanding,
-                persistent_dedup,
             }),
         })
     }

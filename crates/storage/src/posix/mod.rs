@@ -107,7 +107,7 @@ impl PosixBackend {
                 root: root.to_path_buf(),
                 tmp_dir,
                 next_tmp: AtomicU64::new(0),
-                checkpoint_lock: tokio::sync::Mutex::new(()),
+                checkpoint_version: tokio::sync::Mutex::new(None),
                 _lock: lock,
             }),
             coordinator: Arc::new(coordinator),
@@ -135,7 +135,9 @@ pub struct PosixStorage {
     root: PathBuf,
     tmp_dir: PathBuf,
     next_tmp: AtomicU64,
-    checkpoint_lock: tokio::sync::Mutex<()>,
+    /// Serialises checkpoint writes and remembers the version last written (`None`: not known yet).
+    /// This process holds the directory's lock, so no one else changes the file behind it.
+    checkpoint_version: tokio::sync::Mutex<Option<Option<ObjectVersion>>>,
     _lock: Arc<File>,
 }
 
@@ -310,8 +312,11 @@ impl Storage for PosixStorage {
         data: Bytes,
         expected: Option<&ObjectVersion>,
     ) -> Result<ObjectVersion> {
-        let _guard = self.checkpoint_lock.lock().await;
-        let current = self.read_checkpoint().await?.map(|v| v.version);
+        let mut known = self.checkpoint_version.lock().await;
+        let current = match known.as_ref() {
+            Some(version) => version.clone(),
+            None => self.read_checkpoint().await?.map(|v| v.version),
+        };
         if current.as_ref() != expected {
             return Err(Error::Precondition {
                 what: "checkpoint",
@@ -330,6 +335,7 @@ impl Storage for PosixStorage {
         .await
         .map_err(join_error)?
         .map_err(io_error)?;
+        *known = Some(Some(version.clone()));
         Ok(version)
     }
 }
