@@ -1,60 +1,10 @@
-//! Shared helpers for the fuzz targets: the request → entries mapping (a copy of
-//! `crates/server/src/convert.rs`, which is private to the server) and the invariants every
-//! validated entry must hold.
+//! Shared helpers for the fuzz targets: validation through the same request → entries mapping
+//! as the server (`rekor_api::entries_input`), and the invariants every validated entry must hold.
 
 use rekor_api::rekor::v2::create_entry_request::Spec;
-use rekor_api::rekor::v2::{
-    CreateEntryRequest, DsseRequestV002, HashedRekordRequestV002, Signature, Verifier, verifier,
-};
-use rekor_entries::input::{
-    DsseRequest, Envelope, EnvelopeSignature, HashedRekordRequest, SignatureInput, VerifierInput,
-    VerifierKey,
-};
+use rekor_api::entries_input::{dsse, hashed_rekord};
+use rekor_api::rekor::v2::CreateEntryRequest;
 use rekor_entries::{AlgorithmRegistry, EntryKind, MAX_ENTRY_LEN, ValidatedEntry};
-
-fn hashed_rekord(request: &HashedRekordRequestV002) -> HashedRekordRequest {
-    HashedRekordRequest {
-        digest: request.digest.clone(),
-        signature: request.signature.as_ref().map(signature),
-    }
-}
-
-fn dsse(request: &DsseRequestV002) -> DsseRequest {
-    DsseRequest {
-        envelope: request.envelope.as_ref().map(|envelope| Envelope {
-            payload: envelope.payload.clone(),
-            payload_type: envelope.payload_type.clone(),
-            signatures: envelope
-                .signatures
-                .iter()
-                .map(|s| EnvelopeSignature {
-                    sig: s.sig.clone(),
-                    keyid: s.keyid.clone(),
-                })
-                .collect(),
-        }),
-        verifiers: request.verifiers.iter().map(verifier_input).collect(),
-    }
-}
-
-fn signature(signature: &Signature) -> SignatureInput {
-    SignatureInput {
-        content: signature.content.clone(),
-        verifier: signature.verifier.as_ref().map(verifier_input),
-    }
-}
-
-fn verifier_input(verifier: &Verifier) -> VerifierInput {
-    VerifierInput {
-        key: verifier.verifier.as_ref().map(|key| match key {
-            verifier::Verifier::PublicKey(key) => VerifierKey::PublicKey(key.raw_bytes.clone()),
-            verifier::Verifier::X509Certificate(cert) => {
-                VerifierKey::Certificate(cert.raw_bytes.clone())
-            }
-        }),
-        key_details: verifier.key_details,
-    }
-}
 
 /// Validates a decoded request as the server's `create_entry` does, with the default algorithm
 /// registry, and checks the invariants of an accepted entry. `None` when the request is refused.

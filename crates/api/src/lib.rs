@@ -53,6 +53,8 @@
 
 #![deny(clippy::as_conversions)]
 
+#[cfg(feature = "entries")]
+pub mod entries_input;
 mod error;
 mod json;
 pub mod wkt;

@@ -5,14 +5,10 @@ use rekor_api::JsonLimits;
 use rekor_api::common::v1::HashAlgorithm;
 use rekor_api::rekor::v1::TransparencyLogEntry;
 use rekor_api::rekor::v2::{
-    CreateEntryRequest, DsseRequestV002, Entry, HashedRekordLogEntryV002, HashedRekordRequestV002,
-    Signature, Verifier, create_entry_request, spec, verifier,
+    CreateEntryRequest, Entry, HashedRekordLogEntryV002, create_entry_request, spec,
 };
 use rekor_entries::AlgorithmRegistry;
-use rekor_entries::input::{
-    DsseRequest, Envelope, EnvelopeSignature, HashedRekordRequest, SignatureInput, VerifierInput,
-    VerifierKey,
-};
+use rekor_entries::input::HashedRekordRequest;
 use rekor_note::LogVerifier;
 use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
 use sha2::Digest as _;
@@ -310,10 +306,13 @@ pub fn expected_body(request: &CreateEntryRequest) -> Result<Vec<u8>> {
     let registry = AlgorithmRegistry::default();
     let validated = match &request.spec {
         Some(create_entry_request::Spec::HashedRekordRequestV002(hashed)) => {
-            rekor_entries::validate_hashed_rekord(&hashed_rekord_request(hashed), &registry)
+            rekor_entries::validate_hashed_rekord(
+                &rekor_api::entries_input::hashed_rekord(hashed),
+                &registry,
+            )
         }
         Some(create_entry_request::Spec::DsseRequestV002(dsse)) => {
-            rekor_entries::validate_dsse(&dsse_request(dsse), &registry)
+            rekor_entries::validate_dsse(&rekor_api::entries_input::dsse(dsse), &registry)
         }
         None => {
             return Err(Error::MissingField {
@@ -333,50 +332,9 @@ fn hashed_rekord_from_body(body: &HashedRekordLogEntryV002) -> Result<HashedReko
     })?;
     Ok(HashedRekordRequest {
         digest: data.digest.clone(),
-        signature: body.signature.as_ref().map(signature_input),
+        signature: body
+            .signature
+            .as_ref()
+            .map(rekor_api::entries_input::signature),
     })
-}
-
-fn hashed_rekord_request(request: &HashedRekordRequestV002) -> HashedRekordRequest {
-    HashedRekordRequest {
-        digest: request.digest.clone(),
-        signature: request.signature.as_ref().map(signature_input),
-    }
-}
-
-fn dsse_request(request: &DsseRequestV002) -> DsseRequest {
-    DsseRequest {
-        envelope: request.envelope.as_ref().map(|envelope| Envelope {
-            payload: envelope.payload.clone(),
-            payload_type: envelope.payload_type.clone(),
-            signatures: envelope
-                .signatures
-                .iter()
-                .map(|s| EnvelopeSignature {
-                    sig: s.sig.clone(),
-                    keyid: s.keyid.clone(),
-                })
-                .collect(),
-        }),
-        verifiers: request.verifiers.iter().map(verifier_input).collect(),
-    }
-}
-
-fn signature_input(signature: &Signature) -> SignatureInput {
-    SignatureInput {
-        content: signature.content.clone(),
-        verifier: signature.verifier.as_ref().map(verifier_input),
-    }
-}
-
-fn verifier_input(verifier: &Verifier) -> VerifierInput {
-    VerifierInput {
-        key: verifier.verifier.as_ref().map(|key| match key {
-            verifier::Verifier::PublicKey(key) => VerifierKey::PublicKey(key.raw_bytes.clone()),
-            verifier::Verifier::X509Certificate(cert) => {
-                VerifierKey::Certificate(cert.raw_bytes.clone())
-            }
-        }),
-        key_details: verifier.key_details,
-    }
 }

@@ -10,7 +10,6 @@
 //! - [`keys`] loads or generates the log key and prints the trust material clients need.
 
 pub mod config;
-mod convert;
 pub mod error;
 pub mod grpc;
 pub mod http;

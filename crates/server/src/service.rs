@@ -13,9 +13,9 @@ use rekor_log::Log;
 use rekor_storage::{ObjectKind, Storage};
 use rekor_tlog::TilePath;
 
-use crate::convert;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use rekor_api::entries_input;
 
 /// Everything a request handler needs; cloned into each handler.
 #[derive(Clone, Debug)]
@@ -84,11 +84,12 @@ impl AppState {
         let started = Instant::now();
         let registry = &self.inner.registry;
         let validated = match request.spec {
-            Some(Spec::HashedRekordRequestV002(hashed)) => {
-                rekor_entries::validate_hashed_rekord(&convert::hashed_rekord(&hashed), registry)
-            }
+            Some(Spec::HashedRekordRequestV002(hashed)) => rekor_entries::validate_hashed_rekord(
+                &entries_input::hashed_rekord(&hashed),
+                registry,
+            ),
             Some(Spec::DsseRequestV002(dsse)) => {
-                rekor_entries::validate_dsse(&convert::dsse(&dsse), registry)
+                rekor_entries::validate_dsse(&entries_input::dsse(&dsse), registry)
             }
             None => {
                 return Err(ApiError::InvalidArgument(

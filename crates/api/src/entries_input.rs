@@ -1,22 +1,24 @@
-//! Generated request types → the `entries` crate's plain inputs. The only code that reads prost
-//! request fields (STYLE rule 13).
+//! Generated request types → the plain inputs of `rekor-entries` (feature `entries`): the one
+//! mapping from prost fields to the validator's inputs, shared by the server, the client and the
+//! fuzz targets (STYLE rule 13: handlers never read prost request fields).
 
-use rekor_api::rekor::v2::{
-    DsseRequestV002, HashedRekordRequestV002, Signature, Verifier, verifier,
-};
 use rekor_entries::input::{
     DsseRequest, Envelope, EnvelopeSignature, HashedRekordRequest, SignatureInput, VerifierInput,
     VerifierKey,
 };
 
-pub(crate) fn hashed_rekord(request: &HashedRekordRequestV002) -> HashedRekordRequest {
+use crate::rekor::v2::{DsseRequestV002, HashedRekordRequestV002, Signature, Verifier, verifier};
+
+/// The validator's input for a hashedrekord v0.0.2 request.
+pub fn hashed_rekord(request: &HashedRekordRequestV002) -> HashedRekordRequest {
     HashedRekordRequest {
         digest: request.digest.clone(),
         signature: request.signature.as_ref().map(signature),
     }
 }
 
-pub(crate) fn dsse(request: &DsseRequestV002) -> DsseRequest {
+/// The validator's input for a dsse v0.0.2 request.
+pub fn dsse(request: &DsseRequestV002) -> DsseRequest {
     DsseRequest {
         envelope: request.envelope.as_ref().map(|envelope| Envelope {
             payload: envelope.payload.clone(),
@@ -34,14 +36,16 @@ pub(crate) fn dsse(request: &DsseRequestV002) -> DsseRequest {
     }
 }
 
-fn signature(signature: &Signature) -> SignatureInput {
+/// The validator's input for a signature and its verifier.
+pub fn signature(signature: &Signature) -> SignatureInput {
     SignatureInput {
         content: signature.content.clone(),
         verifier: signature.verifier.as_ref().map(verifier_input),
     }
 }
 
-fn verifier_input(verifier: &Verifier) -> VerifierInput {
+/// The validator's input for a verifier (public key or certificate, and its key details).
+pub fn verifier_input(verifier: &Verifier) -> VerifierInput {
     VerifierInput {
         key: verifier.verifier.as_ref().map(|key| match key {
             verifier::Verifier::PublicKey(key) => VerifierKey::PublicKey(key.raw_bytes.clone()),
