@@ -6,14 +6,13 @@
 )]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use rekor_log::{Log, LogConfig, LogError};
 use rekor_note::{KeyName, LogSigner, Origin};
+use rekor_storage::fault::{FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
-use rekor_storage::{Coordinator, Object, ObjectVersion, SequenceLeaf, Storage, Versioned};
+use rekor_storage::{Coordinator, SequenceLeaf, Storage};
 use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
 
 const ORIGIN: &str = "log.test.example";
@@ -191,50 +190,10 @@ async fn a_checkpoint_signed_by_another_key_is_refused() {
     );
 }
 
-/// Storage that fails every write while `failing` is set.
-#[derive(Debug, Default)]
-struct FlakyStorage {
-    inner: MemoryStorage,
-    failing: AtomicBool,
-}
-
-impl FlakyStorage {
-    fn check(&self) -> rekor_storage::Result<()> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(rekor_storage::Error::Unavailable {
-                backend: "flaky",
-                source: "injected failure".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl Storage for FlakyStorage {
-    async fn write_objects(&self, objects: Vec<Object>) -> rekor_storage::Result<()> {
-        self.check()?;
-        self.inner.write_objects(objects).await
-    }
-    async fn read(&self, path: &str) -> rekor_storage::Result<Bytes> {
-        self.inner.read(path).await
-    }
-    async fn read_checkpoint(&self) -> rekor_storage::Result<Option<Versioned>> {
-        self.inner.read_checkpoint().await
-    }
-    async fn write_checkpoint(
-        &self,
-        data: Bytes,
-        expected: Option<&ObjectVersion>,
-    ) -> rekor_storage::Result<ObjectVersion> {
-        self.check()?;
-        self.inner.write_checkpoint(data, expected).await
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_answers_unavailable_and_the_log_continues_when_it_heals() {
-    let storage = Arc::new(FlakyStorage::default());
+    let storage = Arc::new(FaultyStorage::new(MemoryStorage::default()));
+    let faults = storage.handle();
     let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
     let config = LogConfig {
         retry_backoff: std::time::Duration::from_millis(20),
@@ -245,7 +204,8 @@ async fn a_failing_store_answers_unavailable_and_the_log_continues_when_it_heals
         .unwrap();
     log.add(entry(0)).await.unwrap();
 
-    storage.failing.store(true, Ordering::SeqCst);
+    faults.fail_always(Operation::WriteObjects);
+    faults.fail_always(Operation::WriteCheckpoint);
     let failed = log.add(entry(1)).await;
     assert!(
         matches!(&failed, Err(LogError::Storage(e)) if e.is_transient()),
@@ -259,7 +219,7 @@ async fn a_failing_store_answers_unavailable_and_the_log_continues_when_it_heals
     let refused = log.add(entry(2)).await;
     assert!(matches!(refused, Err(LogError::Storage(_))), "{refused:?}");
 
-    storage.failing.store(false, Ordering::SeqCst);
+    faults.heal_all();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let healed = log.add(entry(3)).await.unwrap();
     // Entry 1 was sequenced before the failure, so it is logged too, and a retry is a duplicate.
