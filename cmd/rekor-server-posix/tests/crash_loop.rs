@@ -80,38 +80,14 @@ async fn expect_duplicate(
     index: u64,
     http: bool,
 ) -> anyhow::Result<()> {
-    let want = index.to_string();
     if http {
-        let reply = log
-            .http
-            .post_entry(submission.request_json_text())
-            .await?
-            .expect_api_error(409, tonic::Code::AlreadyExists)
-            .context("HTTP resubmission")?;
-        ensure!(
-            reply.header("x-log-index") == Some(want.as_str()),
-            "HTTP resubmission: x-log-index {:?}, want {index}",
-            reply.header("x-log-index")
-        );
-    } else {
-        let status = log
-            .grpc
-            .create_entry(submission.request_proto()?)
+        log.expect_duplicate_http(submission, index)
             .await
-            .err()
-            .context("gRPC resubmission was accepted")?;
-        ensure!(
-            status.code() == tonic::Code::AlreadyExists,
-            "gRPC resubmission: {status:?}"
-        );
-        let metadata = status
-            .metadata()
-            .get("x-log-index")
-            .and_then(|v| v.to_str().ok());
-        ensure!(
-            metadata == Some(want.as_str()),
-            "gRPC resubmission: x-log-index {metadata:?}, want {index}"
-        );
+            .context("HTTP resubmission")?;
+    } else {
+        log.expect_duplicate_grpc(submission, index)
+            .await
+            .context("gRPC resubmission")?;
     }
     Ok(())
 }

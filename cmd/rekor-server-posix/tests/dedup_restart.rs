@@ -13,36 +13,12 @@ async fn expect_duplicate(
     submission: &Submission,
     index: u64,
 ) -> anyhow::Result<()> {
-    let reply = log
-        .http
-        .post_entry(submission.request_json_text())
-        .await?
-        .expect_api_error(409, tonic::Code::AlreadyExists)
-        .context("HTTP resubmission")?;
-    ensure!(
-        reply.header("x-log-index") == Some(index.to_string().as_str()),
-        "HTTP x-log-index {:?}, want {index}",
-        reply.header("x-log-index")
-    );
-
-    let status = log
-        .grpc
-        .create_entry(submission.request_proto()?)
+    log.expect_duplicate_http(submission, index)
         .await
-        .err()
-        .context("gRPC resubmission was accepted")?;
-    ensure!(
-        status.code() == tonic::Code::AlreadyExists,
-        "gRPC resubmission: {status:?}"
-    );
-    let metadata = status
-        .metadata()
-        .get("x-log-index")
-        .and_then(|v| v.to_str().ok());
-    ensure!(
-        metadata == Some(index.to_string().as_str()),
-        "gRPC x-log-index {metadata:?}, want {index}"
-    );
+        .context("HTTP resubmission")?;
+    log.expect_duplicate_grpc(submission, index)
+        .await
+        .context("gRPC resubmission")?;
     Ok(())
 }
 

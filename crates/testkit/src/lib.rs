@@ -90,6 +90,67 @@ impl TestLog {
         })
     }
 
+    /// Resubmits `submission` over HTTP and checks it is refused as a duplicate of `index`
+    /// (409, the JSON error body, and `x-log-index: <index>`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Mismatch`] naming what differed.
+    pub async fn expect_duplicate_http(&self, submission: &Submission, index: u64) -> Result<()> {
+        let reply = self
+            .http
+            .post_entry(submission.request_json_text())
+            .await?
+            .expect_api_error(409, tonic::Code::AlreadyExists)?;
+        let header = reply.header("x-log-index").map(str::to_string);
+        if header.as_deref() != Some(index.to_string().as_str()) {
+            return Err(Error::mismatch(
+                "HTTP x-log-index",
+                index.to_string(),
+                format!("{header:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resubmits `submission` over gRPC and checks it is refused with `AlreadyExists` and
+    /// `x-log-index: <index>` metadata.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Mismatch`] naming what differed.
+    pub async fn expect_duplicate_grpc(&self, submission: &Submission, index: u64) -> Result<()> {
+        let status = match self.grpc.create_entry(submission.request_proto()?).await {
+            Ok(_) => {
+                return Err(Error::mismatch(
+                    "gRPC resubmission",
+                    "AlreadyExists",
+                    "accepted",
+                ));
+            }
+            Err(status) => status,
+        };
+        if status.code() != tonic::Code::AlreadyExists {
+            return Err(Error::mismatch(
+                "gRPC resubmission",
+                "AlreadyExists",
+                format!("{status:?}"),
+            ));
+        }
+        let metadata = status
+            .metadata()
+            .get("x-log-index")
+            .and_then(|v| v.to_str().ok());
+        if metadata != Some(index.to_string().as_str()) {
+            return Err(Error::mismatch(
+                "gRPC x-log-index",
+                index.to_string(),
+                format!("{metadata:?}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Stops the server gracefully (SIGTERM) and checks it exited with status 0.
     ///
     /// # Errors
