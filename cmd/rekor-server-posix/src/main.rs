@@ -39,19 +39,6 @@ struct PosixArgs {
     storage_dir: PathBuf,
 }
 
-fn init_tracing(args: &ServerArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -66,13 +53,15 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => {
-            init_tracing(&args.server);
+            rekor_server::init_tracing(&args.server);
             let posix = PosixBackend::open(&args.storage_dir)
                 .with_context(|| format!("opening storage dir {}", args.storage_dir.display()))?;
             let backend = Backend {
-                storage: Arc::clone(&posix.storage) as _,
-                coordinator: Arc::clone(&posix.coordinator) as _,
                 generated_key_dir: Some(args.storage_dir),
+                ..Backend::new(
+                    Arc::clone(&posix.storage) as _,
+                    Arc::clone(&posix.coordinator) as _,
+                )
             };
             rekor_server::run(args.server, backend).await?;
             Ok(())

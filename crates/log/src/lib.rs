@@ -104,6 +104,7 @@ pub struct LogStats {
     duplicates: AtomicU64,
     pushbacks: AtomicU64,
     checkpoints: AtomicU64,
+    objects_written: AtomicU64,
     publish_failures: AtomicU64,
     proof_failures: AtomicU64,
     outstanding: AtomicUsize,
@@ -125,6 +126,11 @@ impl LogStats {
     /// Checkpoints published since start.
     pub fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
+    }
+    /// Tiles and entry bundles written since start (each publication writes only the widest
+    /// version of every tile that changed).
+    pub fn objects_written(&self) -> u64 {
+        self.objects_written.load(Ordering::Relaxed)
     }
     /// Failed attempts to write tiles or a checkpoint.
     pub fn publish_failures(&self) -> u64 {
@@ -148,6 +154,10 @@ impl LogStats {
     }
     fn record_checkpoint(&self) {
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
+    }
+    fn record_objects_written(&self, n: usize) {
+        self.objects_written
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
     fn record_publish_failure(&self) {
         self.publish_failures.fetch_add(1, Ordering::Relaxed);

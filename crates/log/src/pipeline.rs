@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rekor_storage::{Coordinator, SequenceLeaf, Storage};
-use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, verify_inclusion};
+use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, inclusion_proof, verify_inclusion};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 use tracing::{Instrument, debug, error, info_span, warn};
@@ -18,7 +18,10 @@ use tracing::{Instrument, debug, error, info_span, warn};
 use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
 use crate::publisher::Publisher;
-use crate::{Appended, LogConfig, LogError, LogStats, lock};
+use crate::{Appended, LogConfig, LogError, LogStats, PublishedCheckpoint, lock};
+
+/// How many sequenced leaves one coordinator read fetches.
+pub(crate) const READ_CHUNK: u64 = 4096;
 
 /// A request to log one entry.
 pub(crate) struct Request {
@@ -224,18 +227,8 @@ impl Pipeline {
         };
         span.record("first_index", first);
         let expected = self.integrator.size().get();
-        if first > expected
-            && let Err(e) = self
-                .catch_up(expected, first)
-                .instrument(span.clone())
-                .await
-        {
-            error!(parent: &span, error = %e, "integrating earlier sequenced entries failed");
-        }
-        let expected = self.integrator.size().get();
-        if first != expected {
-            // Another writer sequenced entries this integrator has not seen. POSIX holds an
-            // exclusive lock, so this is corruption; cloud backends integrate from the coordinator.
+        if first < expected {
+            // The coordinator gave out indices this tree already holds: its state went backwards.
             error!(parent: &span, first, expected, "sequence does not continue the integrated tree");
             let error = LogError::inconsistent(format!(
                 "sequencer returned index {first}, integrator expected {expected}"
@@ -248,6 +241,20 @@ impl Pipeline {
             }
             self.failing = true;
             return;
+        }
+        if first > expected {
+            // Entries sequenced by another frontend sharing the backend, or by a call of ours
+            // whose reply was lost: integrate them first, in sequence order.
+            if let Err(e) = self.advance(first).instrument(span.clone()).await {
+                warn!(parent: &span, error = %e, "integrating entries sequenced elsewhere failed");
+                for request in fresh
+                    .into_iter()
+                    .chain(followers.into_iter().map(|(_, r)| r))
+                {
+                    let _ = request.reply.send(Err(e.clone()));
+                }
+                return;
+            }
         }
 
         {
@@ -262,8 +269,13 @@ impl Pipeline {
             let _ = request.reply.send(Err(LogError::Duplicate { index }));
         }
 
-        let data: Vec<Bytes> = fresh.iter().map(|r| r.leaf.clone()).collect();
-        let hashes: Vec<Hash> = fresh.iter().map(|r| r.leaf_hash).collect();
+        // Catching up may have taken the tree past some of this batch: another frontend
+        // integrated it from the coordinator already. Append only what the tree lacks.
+        let already = usize::try_from(self.integrator.size().get() - first)
+            .unwrap_or(usize::MAX)
+            .min(fresh.len());
+        let data: Vec<Bytes> = fresh[already..].iter().map(|r| r.leaf.clone()).collect();
+        let hashes: Vec<Hash> = fresh[already..].iter().map(|r| r.leaf_hash).collect();
         if let Err(e) = self.integrator.append(&data, &hashes) {
             error!(parent: &span, error = %e, "integration failed");
             for request in fresh {
@@ -284,34 +296,8 @@ impl Pipeline {
 
     /// Writes pending tiles, publishes a checkpoint over them and answers the waiters.
     async fn publish(&mut self) {
-        let size = self.integrator.size();
-        let root = self.integrator.root();
-        let span = info_span!("publish", tree_size = size.get());
-        let result = async {
-            let objects = self.integrator.write(self.storage.as_ref()).await?;
-            let checkpoint = match self
-                .publisher
-                .publish(self.storage.as_ref(), size.get(), root)
-                .await
-            {
-                Err(LogError::Storage(e))
-                    if matches!(*e, rekor_storage::Error::Precondition { .. }) =>
-                {
-                    // A checkpoint write whose reply was lost, or another writer: adopt the stored
-                    // checkpoint only if it is ours and a prefix of this tree, then retry once.
-                    self.adopt_stored_checkpoint().await?;
-                    self.publisher
-                        .publish(self.storage.as_ref(), size.get(), root)
-                        .await?
-                }
-                other => other?,
-            };
-            debug!(objects, "checkpoint published");
-            Ok::<_, LogError>(checkpoint)
-        }
-        .instrument(span.clone())
-        .await;
-
+        let span = info_span!("publish", tree_size = self.integrator.size().get());
+        let result = self.publish_tree().instrument(span.clone()).await;
         let checkpoint = match result {
             Ok(checkpoint) => checkpoint,
             Err(e) => {
@@ -329,31 +315,103 @@ impl Pipeline {
         self.retry_after = None;
         self.stats.record_checkpoint();
 
-        self.record_integrated(size.get())
+        self.record_integrated(checkpoint.size)
             .instrument(span.clone())
             .await;
 
-        let tiles = self.integrator.proof_tiles();
-        // One prover per checkpoint: it hashes each tile once, then every proof is lookups.
-        let mut prover = Prover::new(size, &tiles);
-        for waiter in self.waiters.drain(..) {
-            let outcome = prove(&mut prover, waiter.index, size, &waiter.leaf_hash, &root);
-            let reply = match outcome {
-                Ok(proof) => Ok(Appended {
+        let size = TreeSize::new(checkpoint.size);
+        let root = checkpoint.root;
+        let mut tiles = self.integrator.proof_tiles();
+        let mut unproven = Vec::new();
+        {
+            // One prover per checkpoint: it hashes each tile once, then every proof is lookups.
+            let mut prover = Prover::new(size, &tiles);
+            for waiter in self.waiters.drain(..) {
+                match prove(&mut prover, waiter.index, size, &waiter.leaf_hash, &root) {
+                    Ok(proof) => {
+                        let _ = waiter.reply.send(Ok(Appended {
+                            index: waiter.index,
+                            leaf_hash: waiter.leaf_hash,
+                            proof,
+                            checkpoint: Arc::clone(&checkpoint),
+                        }));
+                    }
+                    Err(_) => unproven.push(waiter),
+                }
+            }
+        }
+        // Tiles another frontend wrote (the tree was resumed from storage) are not in memory.
+        for waiter in unproven {
+            let reply = self
+                .prove_from_storage(&mut tiles, waiter.index, size, &waiter.leaf_hash, &root)
+                .await
+                .map(|proof| Appended {
                     index: waiter.index,
                     leaf_hash: waiter.leaf_hash,
                     proof,
                     checkpoint: Arc::clone(&checkpoint),
-                }),
-                Err(e) => {
-                    self.stats.record_proof_failure();
-                    error!(parent: &span, index = waiter.index, error = %e, "inclusion proof failed to verify");
-                    Err(e)
-                }
-            };
+                });
+            if let Err(e) = &reply {
+                self.stats.record_proof_failure();
+                error!(parent: &span, index = waiter.index, error = %e, "inclusion proof failed to verify");
+            }
             let _ = waiter.reply.send(reply);
         }
         self.integrator.checkpoint_published();
+    }
+
+    /// Writes pending objects and publishes a checkpoint for the whole integrated tree. When the
+    /// swap loses to another writer (another frontend, or a write of ours whose reply was lost),
+    /// catches up with the stored checkpoint and tries again; returns the stored checkpoint when
+    /// it already covers this tree.
+    pub(crate) async fn publish_tree(&mut self) -> Result<Arc<PublishedCheckpoint>, LogError> {
+        const ATTEMPTS: usize = 8;
+        let mut last_error = None;
+        for _ in 0..ATTEMPTS {
+            let objects = self.integrator.write(self.storage.as_ref()).await?;
+            self.stats.record_objects_written(objects);
+            let size = self.integrator.size();
+            let root = self.integrator.root();
+            match self
+                .publisher
+                .publish(self.storage.as_ref(), size.get(), root)
+                .await
+            {
+                Ok(checkpoint) => {
+                    debug!(objects, "checkpoint published");
+                    return Ok(checkpoint);
+                }
+                Err(LogError::Storage(e))
+                    if matches!(*e, rekor_storage::Error::Precondition { .. }) =>
+                {
+                    if let Some(stored) = self.reconcile_with_stored().await? {
+                        return Ok(stored);
+                    }
+                    last_error = Some(LogError::Storage(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| LogError::internal("checkpoint contention")))
+    }
+
+    /// Proves inclusion reading the tiles missing from `tiles` from storage.
+    async fn prove_from_storage(
+        &self,
+        tiles: &mut TileMap,
+        index: u64,
+        size: TreeSize,
+        leaf_hash: &Hash,
+        root: &Hash,
+    ) -> Result<Vec<Hash>, LogError> {
+        let leaf = LeafIndex::new(index);
+        let proof = crate::tiles::with_stored_tiles(self.storage.as_ref(), size, tiles, |reader| {
+            inclusion_proof(leaf, size, reader)
+        })
+        .await?;
+        verify_inclusion(leaf_hash, leaf, size, &proof, root)
+            .map_err(|e| LogError::internal(format!("inclusion proof does not verify: {e}")))?;
+        Ok(proof)
     }
 }
 
@@ -405,51 +463,77 @@ impl Pipeline {
         Some(remaining)
     }
 
-    /// Integrates leaves sequenced in `from..to` that this pipeline never saw: a `sequence` call
-    /// that committed but whose reply was lost. They are published with the next checkpoint.
-    async fn catch_up(&mut self, from: u64, to: u64) -> Result<(), LogError> {
-        warn!(
-            from,
-            to, "integrating entries whose sequencing reply was lost"
-        );
-        let leaves = self.coordinator.read_sequenced(from, to).await?;
-        let hashes: Vec<Hash> = leaves
-            .iter()
-            .map(|leaf| rekor_tlog::leaf_hash(leaf))
-            .collect();
-        self.integrator.append(&leaves, &hashes)?;
-        let mut cache = lock(&self.cache);
-        for (index, leaf) in (from..to).zip(&leaves) {
-            cache.insert(crate::dedup_key(leaf), index);
+    /// Brings the tree to at least `target` leaves with entries sequenced by others: read from
+    /// the coordinator while it still holds them, or, once another frontend has integrated and
+    /// released them, by resuming the tree from the tiles it wrote.
+    pub(crate) async fn advance(&mut self, target: u64) -> Result<(), LogError> {
+        // Each resume moves the tree forward, so this ends; the bound only guards against a
+        // coordinator that keeps contradicting itself.
+        const MAX_RESUMES: usize = 16;
+        let mut resumes = 0;
+        while self.integrator.size().get() < target {
+            let from = self.integrator.size().get();
+            let to = target.min(from.saturating_add(READ_CHUNK));
+            match self.coordinator.read_sequenced(from, to).await {
+                Ok(leaves) => {
+                    let hashes: Vec<Hash> = leaves
+                        .iter()
+                        .map(|leaf| rekor_tlog::leaf_hash(leaf))
+                        .collect();
+                    self.integrator.append(&leaves, &hashes)?;
+                    let mut cache = lock(&self.cache);
+                    for (index, leaf) in (from..to).zip(&leaves) {
+                        cache.insert(crate::dedup_key(leaf), index);
+                    }
+                }
+                Err(rekor_storage::Error::NotFound { .. }) if resumes < MAX_RESUMES => {
+                    resumes += 1;
+                    let state = self.coordinator.state().await?;
+                    if state.integrated <= from {
+                        return Err(LogError::inconsistent(format!(
+                            "entries {from}..{to} are neither sequenced nor integrated"
+                        )));
+                    }
+                    debug!(
+                        from,
+                        to = state.integrated,
+                        "resuming the tree from tiles another frontend wrote"
+                    );
+                    self.integrator =
+                        crate::recovery::resume_integrator(self.storage.as_ref(), state.integrated)
+                            .await?;
+                    self.integrated = self.integrated.max(state.integrated);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
 
     /// Records that tiles up to `size` are written. Not fatal on failure: the entries are in tiles
     /// and a checkpoint, and a restart integrates them again, rewriting identical objects.
-    async fn record_integrated(&mut self, size: u64) {
+    pub(crate) async fn record_integrated(&mut self, size: u64) {
+        if size <= self.integrated {
+            return;
+        }
         let mut result = self
             .coordinator
             .mark_integrated(self.integrated, size)
             .await;
         if let Err(rekor_storage::Error::Precondition { .. }) = &result {
-            // Our last mark may have committed with its reply lost: resynchronise and retry.
+            // Our last mark may have committed with its reply lost, or another frontend marked
+            // its own progress: resynchronise and retry.
             match self.coordinator.state().await {
-                Ok(state) if state.integrated <= size => {
+                Ok(state) if state.integrated >= size => {
                     self.integrated = state.integrated;
-                    result = if state.integrated == size {
-                        Ok(())
-                    } else {
-                        self.coordinator
-                            .mark_integrated(self.integrated, size)
-                            .await
-                    };
+                    return;
                 }
                 Ok(state) => {
-                    warn!(
-                        integrated = state.integrated,
-                        size, "coordinator is ahead of this log"
-                    );
+                    self.integrated = state.integrated;
+                    result = self
+                        .coordinator
+                        .mark_integrated(self.integrated, size)
+                        .await;
                 }
                 Err(e) => result = Err(e),
             }
@@ -460,24 +544,26 @@ impl Pipeline {
         }
     }
 
-    /// Takes over the version of the stored checkpoint after a failed compare-and-swap, if that
-    /// checkpoint is signed by this log and commits to a prefix of the integrated tree (a write
-    /// of ours whose reply was lost). Anything else is [`LogError::Inconsistent`].
-    async fn adopt_stored_checkpoint(&mut self) -> Result<(), LogError> {
+    /// After a failed checkpoint swap: reads the stored checkpoint, checks that it is signed by
+    /// this log and commits to a prefix of the shared sequence (catching the tree up to it when
+    /// another frontend published a larger tree), and takes over its version. Returns it when it
+    /// covers the whole tree, so nothing is left to publish. Anything that does not match is
+    /// [`LogError::Inconsistent`]: the log refuses to sign on top of it.
+    async fn reconcile_with_stored(
+        &mut self,
+    ) -> Result<Option<Arc<PublishedCheckpoint>>, LogError> {
         let stored = self
             .storage
             .read_checkpoint()
             .await?
             .ok_or_else(|| LogError::inconsistent("the checkpoint vanished from storage"))?;
         let checkpoint = self.publisher.verify(&stored.data)?;
-        let size = self.integrator.size();
-        if checkpoint.size > size.get() {
-            return Err(LogError::inconsistent(format!(
-                "stored checkpoint size {} is beyond this log's tree ({})",
-                checkpoint.size,
-                size.get()
-            )));
+        if checkpoint.size > self.integrator.size().get() {
+            self.advance(checkpoint.size).await?;
         }
+        // The root check below may read tiles of this tree from storage.
+        self.integrator.write(self.storage.as_ref()).await?;
+        let size = self.integrator.size();
         let old_size = TreeSize::new(checkpoint.size);
         let root = if old_size == size {
             self.integrator.root()
@@ -494,12 +580,22 @@ impl Pipeline {
                 checkpoint.size
             )));
         }
-        warn!(
+        debug!(
             size = checkpoint.size,
-            "adopting the stored checkpoint after a lost write reply"
+            "taking over the stored checkpoint's version"
         );
+        if old_size == size {
+            let published = Arc::new(PublishedCheckpoint {
+                size: checkpoint.size,
+                root,
+                note: stored.data,
+            });
+            self.publisher
+                .adopt_published(stored.version, Arc::clone(&published));
+            return Ok(Some(published));
+        }
         self.publisher.adopt(stored.version);
-        Ok(())
+        Ok(None)
     }
 }
 

@@ -57,9 +57,21 @@ impl Publisher {
         Ok(checkpoint)
     }
 
-    /// Continues from a stored checkpoint version (see `Pipeline::adopt_stored_checkpoint`).
+    /// Continues from a stored checkpoint version (see `Pipeline::reconcile_with_stored`).
     pub(crate) fn adopt(&mut self, version: ObjectVersion) {
         self.version = Some(version);
+    }
+
+    /// Takes a stored checkpoint that covers the whole tree as this log's latest publication:
+    /// another frontend (or a write of ours whose reply was lost) published it just now.
+    pub(crate) fn adopt_published(
+        &mut self,
+        version: ObjectVersion,
+        published: Arc<PublishedCheckpoint>,
+    ) {
+        self.version = Some(version);
+        self.last_published = Some(Instant::now());
+        self.current.send_replace(published);
     }
 
     pub(crate) fn last_published(&self) -> Option<Instant> {

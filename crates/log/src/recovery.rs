@@ -7,20 +7,17 @@ use rekor_note::{LogSigner, Origin};
 use rekor_storage::{Coordinator, Storage};
 use rekor_tlog::{
     BundleBuilder, BundleId, FULL_TILE_WIDTH, TileIndex, TileMap, TileWidth, TreeBuilder, TreeSize,
-    leaf_hash, tree_root,
+    tree_root,
 };
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
 use crate::pipeline::Pipeline;
 use crate::publisher::Publisher;
 use crate::tiles::with_stored_tiles;
-use crate::{Log, LogConfig, LogError, LogStats, PublishedCheckpoint, Shared, dedup_key, lock};
-
-/// How many sequenced leaves recovery reads per call.
-const RECOVERY_CHUNK: u64 = 4096;
+use crate::{Log, LogConfig, LogError, LogStats, PublishedCheckpoint, Shared};
 
 impl Log {
     /// Opens the log in `storage` + `coordinator`, recovers it, and starts its pipeline.
@@ -41,8 +38,10 @@ impl Log {
         origin: Origin,
         config: LogConfig,
     ) -> Result<Log, LogError> {
-        let state = coordinator.state().await?;
+        // The checkpoint first: the sequenced size read after it is at least its size, even while
+        // other frontends sharing the backend keep sequencing.
         let stored = storage.read_checkpoint().await?;
+        let state = coordinator.state().await?;
         let verifier = signer.verifier();
         let stored_checkpoint = match &stored {
             Some(versioned) => {
@@ -71,47 +70,56 @@ impl Log {
             None => None,
         };
 
-        let integrated = TreeSize::new(state.integrated);
-        let mut tiles = TileMap::new();
-        let tree = with_stored_tiles(storage.as_ref(), integrated, &mut tiles, |reader| {
-            TreeBuilder::resume(integrated, reader)
-        })
-        .await?;
-        let bundles = resume_bundles(storage.as_ref(), state.integrated).await?;
-        let mut integrator = Integrator::new(tree, bundles);
-
+        let integrator = resume_integrator(storage.as_ref(), state.integrated).await?;
         let cache = Arc::new(Mutex::new(DedupCache::new(config.dedup_cache_size)));
-        let mut next = state.integrated;
-        while next < state.sequenced {
-            let to = state.sequenced.min(next.saturating_add(RECOVERY_CHUNK));
-            let leaves = coordinator.read_sequenced(next, to).await?;
-            let hashes: Vec<_> = leaves.iter().map(|leaf| leaf_hash(leaf)).collect();
-            integrator.append(&leaves, &hashes)?;
-            let mut cache = lock(&cache);
-            for (index, leaf) in (next..to).zip(&leaves) {
-                cache.insert(dedup_key(leaf), index);
-            }
-            next = to;
-        }
+        let initial = match &stored_checkpoint {
+            Some((checkpoint, note)) => PublishedCheckpoint {
+                size: checkpoint.size,
+                root: rekor_tlog::Hash(checkpoint.root),
+                note: note.clone(),
+            },
+            None => PublishedCheckpoint {
+                size: u64::MAX,
+                root: rekor_tlog::empty_root(),
+                note: bytes::Bytes::new(),
+            },
+        };
+        let (checkpoint_sender, checkpoint_receiver) = watch::channel(Arc::new(initial));
+        let publisher =
+            Publisher::new(signer, origin, stored.map(|v| v.version), checkpoint_sender);
+        let stats = Arc::new(LogStats::default());
+        let (sender, receiver) = mpsc::channel(config.pushback_max_outstanding.max(1));
+        let max_outstanding = config.pushback_max_outstanding;
+        let mut pipeline = Pipeline::new(
+            config,
+            Arc::clone(&storage),
+            Arc::clone(&coordinator),
+            integrator,
+            publisher,
+            Arc::clone(&cache),
+            Arc::clone(&stats),
+            state.integrated,
+        );
+
         if state.sequenced > state.integrated {
             info!(
                 from = state.integrated,
                 to = state.sequenced,
-                "integrating entries sequenced before the last stop"
+                "integrating entries sequenced but not yet integrated"
             );
         }
+        pipeline.advance(state.sequenced).await?;
         // The recovered objects are identical to any written before the crash; write them so
         // the stored checkpoint can be checked against the stored tiles.
-        integrator.write(storage.as_ref()).await?;
+        pipeline.integrator.write(storage.as_ref()).await?;
 
-        let size = integrator.size();
-        let root = integrator.root();
+        let size = pipeline.integrator.size();
         if let Some((checkpoint, _)) = &stored_checkpoint {
             let old_size = TreeSize::new(checkpoint.size);
             let old_root = if old_size == size {
-                root
+                pipeline.integrator.root()
             } else {
-                let mut map = integrator.proof_tiles();
+                let mut map = pipeline.integrator.proof_tiles();
                 with_stored_tiles(storage.as_ref(), size, &mut map, |reader| {
                     tree_root(old_size, reader)
                 })
@@ -127,52 +135,22 @@ impl Log {
             }
         }
 
-        let initial = match &stored_checkpoint {
-            Some((checkpoint, note)) => PublishedCheckpoint {
-                size: checkpoint.size,
-                root: rekor_tlog::Hash(checkpoint.root),
-                note: note.clone(),
-            },
-            None => PublishedCheckpoint {
-                size: u64::MAX,
-                root: rekor_tlog::empty_root(),
-                note: bytes::Bytes::new(),
-            },
-        };
-        let (checkpoint_sender, checkpoint_receiver) = watch::channel(Arc::new(initial));
-        let mut publisher =
-            Publisher::new(signer, origin, stored.map(|v| v.version), checkpoint_sender);
-        let mut integrated = state.integrated;
-        if stored_checkpoint
+        let published_size = if stored_checkpoint
             .as_ref()
             .is_none_or(|(checkpoint, _)| checkpoint.size != size.get())
         {
-            publisher
-                .publish(storage.as_ref(), size.get(), root)
-                .await?;
-            info!(tree_size = size.get(), "published the recovered checkpoint");
-        }
-        if integrated != size.get() {
-            match coordinator.mark_integrated(integrated, size.get()).await {
-                Ok(()) => integrated = size.get(),
-                Err(e) => warn!(error = %e, "recording the integrated size failed"),
-            }
-        }
-        integrator.checkpoint_published();
+            let published = pipeline.publish_tree().await?;
+            info!(
+                tree_size = published.size,
+                "published the recovered checkpoint"
+            );
+            published.size
+        } else {
+            size.get()
+        };
+        pipeline.record_integrated(published_size).await;
+        pipeline.integrator.checkpoint_published();
 
-        let stats = Arc::new(LogStats::default());
-        let (sender, receiver) = mpsc::channel(config.pushback_max_outstanding.max(1));
-        let max_outstanding = config.pushback_max_outstanding;
-        let pipeline = Pipeline::new(
-            config,
-            Arc::clone(&storage),
-            Arc::clone(&coordinator),
-            integrator,
-            publisher,
-            Arc::clone(&cache),
-            Arc::clone(&stats),
-            integrated,
-        );
         let task = tokio::spawn(pipeline.run(receiver));
         Ok(Log {
             shared: Arc::new(Shared {
@@ -186,6 +164,22 @@ impl Log {
             }),
         })
     }
+}
+
+/// Resumes the tree's right edge and partial entry bundle from the objects stored for a tree of
+/// `size` (written by this log before a stop, or by another frontend sharing the backend).
+pub(crate) async fn resume_integrator(
+    storage: &dyn Storage,
+    size: u64,
+) -> Result<Integrator, LogError> {
+    let tree_size = TreeSize::new(size);
+    let mut tiles = TileMap::new();
+    let tree = with_stored_tiles(storage, tree_size, &mut tiles, |reader| {
+        TreeBuilder::resume(tree_size, reader)
+    })
+    .await?;
+    let bundles = resume_bundles(storage, size).await?;
+    Ok(Integrator::new(tree, bundles))
 }
 
 /// Reads the partial entry bundle at the end of a tree of `size`, if there is one.

@@ -27,7 +27,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use config::ServerArgs;
-pub use run::{Backend, RunError, RunningServer, identity, run, run_until, signer, start};
+pub use run::{
+    Backend, RunError, RunningServer, identity, init_tracing, run, run_until, signer, start,
+};
 pub use service::AppState;
 
 use crate::metrics::Metrics;
@@ -49,6 +51,12 @@ async fn render_metrics(
         metrics
             .tree_size
             .set(i64::try_from(log.checkpoint().size).unwrap_or(i64::MAX));
+        metrics
+            .checkpoints_published
+            .set(i64::try_from(log.stats().checkpoints()).unwrap_or(i64::MAX));
+        metrics
+            .objects_written
+            .set(i64::try_from(log.stats().objects_written()).unwrap_or(i64::MAX));
     }
     (
         [(

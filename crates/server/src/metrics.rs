@@ -39,6 +39,10 @@ pub struct Metrics {
     pub panics_recovered: Counter,
     /// The latest published tree size.
     pub tree_size: Gauge,
+    /// Checkpoints published since start.
+    pub checkpoints_published: Gauge,
+    /// Tiles and entry bundles written since start.
+    pub objects_written: Gauge,
     /// Requests waiting in the pipeline.
     pub outstanding: Gauge,
 }
@@ -101,8 +105,22 @@ impl Metrics {
             "add requests waiting in the pipeline",
             outstanding.clone(),
         );
+        let checkpoints_published = Gauge::default();
+        registry.register(
+            "checkpoints_published",
+            "checkpoints this frontend published since start",
+            checkpoints_published.clone(),
+        );
+        let objects_written = Gauge::default();
+        registry.register(
+            "storage_objects_written",
+            "tiles and entry bundles this frontend wrote since start",
+            objects_written.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            checkpoints_published,
+            objects_written,
             new_hashedrekord_entries,
             new_dsse_entries,
             requests,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use rekor_entries::AlgorithmRegistry;
 use rekor_log::{Log, LogConfig};
@@ -27,6 +27,22 @@ pub struct Backend {
     pub coordinator: Arc<dyn Coordinator>,
     /// Where to keep a generated signing key when `--signer-filepath` is not given (POSIX only).
     pub generated_key_dir: Option<PathBuf>,
+    /// The least checkpoint interval the storage sustains (GCS: about one write per second to
+    /// one object). `--checkpoint-interval 0s` means "as often as allowed"; a smaller non-zero
+    /// value is refused.
+    pub min_checkpoint_interval: Duration,
+}
+
+impl Backend {
+    /// A backend with no generated key and no checkpoint rate limit.
+    pub fn new(storage: Arc<dyn Storage>, coordinator: Arc<dyn Coordinator>) -> Self {
+        Backend {
+            storage,
+            coordinator,
+            generated_key_dir: None,
+            min_checkpoint_interval: Duration::ZERO,
+        }
+    }
 }
 
 /// Why the server could not start or stopped with an error.
@@ -82,6 +98,20 @@ fn tls_config(
     }
 }
 
+/// Sets up logging to stderr as `--log-level` and `--log-json` say (`RUST_LOG` overrides the level).
+pub fn init_tracing(args: &ServerArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
 /// Loads the signer the flags name, or the backend's generated one.
 ///
 /// # Errors
@@ -112,17 +142,30 @@ pub fn identity(
     Ok(LogIdentity::of(&signer, &args.hostname, args.http_port))
 }
 
-fn log_config(args: &ServerArgs) -> Result<LogConfig, RunError> {
+fn log_config(args: &ServerArgs, backend: &Backend) -> Result<LogConfig, RunError> {
     if args.batch_max_size == 0 {
         return Err(RunError::Flag {
             flag: "--batch-max-size",
             reason: "must be at least 1".into(),
         });
     }
+    let minimum = backend.min_checkpoint_interval;
+    let checkpoint_interval = if args.checkpoint_interval.is_zero() {
+        minimum
+    } else if args.checkpoint_interval < minimum {
+        return Err(RunError::Flag {
+            flag: "--checkpoint-interval",
+            reason: format!(
+                "this storage sustains at most one checkpoint write per {minimum:?}; use at least that (or 0s for that minimum)"
+            ),
+        });
+    } else {
+        args.checkpoint_interval
+    };
     Ok(LogConfig {
         batch_max_size: args.batch_max_size,
         batch_max_age: args.batch_max_age,
-        checkpoint_interval: args.checkpoint_interval,
+        checkpoint_interval,
         pushback_max_outstanding: args.pushback_max_outstanding,
         persistent_dedup: args.persistent_antispam,
         ..LogConfig::default()
@@ -281,7 +324,7 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
             Arc::clone(&backend.coordinator),
             Arc::new(signer),
             origin,
-            log_config(&args)?,
+            log_config(&args, &backend)?,
         )
         .await?;
         info!(tree_size = log.checkpoint().size, "log open");

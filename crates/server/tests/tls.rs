@@ -88,9 +88,11 @@ async fn both_listeners_speak_tls13_only() {
         key.as_os_str(),
     ]);
     let backend = Backend {
-        storage: Arc::new(MemoryStorage::default()),
-        coordinator: Arc::new(MemoryCoordinator::default()),
         generated_key_dir: Some(dir.path().to_path_buf()),
+        ..Backend::new(
+            Arc::new(MemoryStorage::default()),
+            Arc::new(MemoryCoordinator::default()),
+        )
     };
     let server = rekor_server::start(cli.server, backend).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();

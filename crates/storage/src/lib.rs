@@ -31,6 +31,10 @@ mod error;
 pub mod memory;
 #[cfg(feature = "posix")]
 pub mod posix;
+#[cfg(feature = "gcp")]
+pub mod gcp;
+#[cfg(feature = "aws")]
+pub mod aws;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;

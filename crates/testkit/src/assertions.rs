@@ -51,8 +51,22 @@ impl TrustedLog {
     /// [`Error::Io`] if the key is missing, [`Error::Note`] if it does not load,
     /// [`Error::Mismatch`] if the independent log ID differs.
     pub fn from_storage_dir(storage_dir: &Path, hostname: &str) -> Result<Self> {
-        let pem = generated_key_pem(storage_dir)?;
-        let signer = LogSigner::from_pem(&pem, None, KeyName::new(hostname)?)?;
+        Self::from_pem(&generated_key_pem(storage_dir)?, hostname)
+    }
+
+    /// Loads an unencrypted PEM signing key file (what `--signer-filepath` names), as
+    /// [`TrustedLog::from_storage_dir`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`TrustedLog::from_storage_dir`].
+    pub fn from_signer_file(path: &Path, hostname: &str) -> Result<Self> {
+        let pem = std::fs::read(path).map_err(|e| Error::io("reading the signer file", e))?;
+        Self::from_pem(&pem, hostname)
+    }
+
+    fn from_pem(pem: &[u8], hostname: &str) -> Result<Self> {
+        let signer = LogSigner::from_pem(pem, None, KeyName::new(hostname)?)?;
         let verifier = signer.verifier();
         let spki = verifier.public_key_der();
         let ed25519_public_key = spki

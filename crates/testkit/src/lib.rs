@@ -79,7 +79,10 @@ impl TestLog {
             .await
             .map_err(|e| Error::io("starting the server", std::io::Error::other(e)))??;
         let listeners = server.listeners();
-        let trust = TrustedLog::from_storage_dir(&config.storage_dir, &config.hostname)?;
+        let trust = match &config.signer_file {
+            Some(signer) => TrustedLog::from_signer_file(signer, &config.hostname)?,
+            None => TrustedLog::from_storage_dir(&config.storage_dir, &config.hostname)?,
+        };
         let http = HttpClient::new(listeners.http)?;
         let grpc = GrpcClient::connect(listeners.grpc).await?;
         Ok(TestLog {

@@ -43,10 +43,13 @@ pub struct Listeners {
 /// How to start a server.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The `rekor-server-posix` binary (`env!("CARGO_BIN_EXE_rekor-server-posix")`).
+    /// The server binary (`env!("CARGO_BIN_EXE_rekor-server-posix")`, or a cloud backend's).
     pub binary: PathBuf,
-    /// `--storage-dir`.
+    /// `--storage-dir` (POSIX); empty for the cloud backends, which take their storage flags in
+    /// [`ServerConfig::extra_args`].
     pub storage_dir: PathBuf,
+    /// `--signer-filepath`, when the key is not one the server generated in its storage dir.
+    pub signer_file: Option<PathBuf>,
     /// `--hostname`.
     pub hostname: String,
     /// Further flags, e.g. `["--read-only"]`.
@@ -59,8 +62,29 @@ impl ServerConfig {
         ServerConfig {
             binary: binary.into(),
             storage_dir: storage_dir.into(),
+            signer_file: None,
             hostname: DEFAULT_HOSTNAME.to_string(),
             extra_args: Vec::new(),
+        }
+    }
+
+    /// A config for a cloud backend: no storage dir, the signing key in `signer_file` (every
+    /// frontend of one log shares it), and the backend's flags in `backend_args`.
+    pub fn cloud<I, S>(
+        binary: impl Into<PathBuf>,
+        signer_file: impl Into<PathBuf>,
+        backend_args: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ServerConfig {
+            binary: binary.into(),
+            storage_dir: PathBuf::new(),
+            signer_file: Some(signer_file.into()),
+            hostname: DEFAULT_HOSTNAME.to_string(),
+            extra_args: backend_args.into_iter().map(Into::into).collect(),
         }
     }
 
@@ -98,10 +122,14 @@ impl ServerProcess {
     /// server's stderr).
     pub fn start(config: &ServerConfig) -> Result<Self> {
         let mut command = Command::new(&config.binary);
+        command.arg("serve");
+        if !config.storage_dir.as_os_str().is_empty() {
+            command.arg("--storage-dir").arg(&config.storage_dir);
+        }
+        if let Some(signer) = &config.signer_file {
+            command.arg("--signer-filepath").arg(signer);
+        }
         command
-            .arg("serve")
-            .arg("--storage-dir")
-            .arg(&config.storage_dir)
             .args(["--hostname", &config.hostname])
             .args(["--http-address", "127.0.0.1", "--http-port", "0"])
             .args(["--grpc-address", "127.0.0.1", "--grpc-port", "0"])
