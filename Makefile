@@ -14,8 +14,16 @@ build:
 run:
 	$(CARGO) run --release -p rekor-server-posix -- serve --storage-dir $(STORAGE_DIR) --hostname $(HOSTNAME)
 
-# The test command README gives and CI runs: the Rust suites, then interop with sigstore-python.
-test: test-rust test-interop
+# The test command README gives and CI runs: installs the emulators the cloud backend tests start
+# on 127.0.0.1 (tests/emulators/setup.sh), then the Rust suites, then interop with sigstore-python.
+test: emulators test-rust test-interop
+
+# fake-gcs-server and moto in a venv under ~/.cache/rekor-rs/, MariaDB from Debian when root.
+# The Cloud Spanner emulator comes with the Google Cloud SDK. Missing emulators make those tests
+# skip with a message, unless REKOR_REQUIRE_EMULATORS=1 (CI), which makes them fail.
+.PHONY: emulators
+emulators:
+	bash tests/emulators/setup.sh
 
 test-rust:
 	$(CARGO) test --workspace

@@ -53,7 +53,7 @@ impl HttpResponse {
 
 /// Sends one HTTP/1.1 request with `Connection: close` and reads the whole response.
 /// Bodies sent with chunked transfer encoding are not decoded (moto sends `Content-Length`).
-fn http_request(port: u16, method: &str, path: &str) -> Result<HttpResponse> {
+fn http_request(port: u16, method: &str, path: &str, extra_headers: &str) -> Result<HttpResponse> {
     let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let what = format!("{method} {path} on 127.0.0.1:{port}");
     let mut stream =
@@ -62,7 +62,7 @@ fn http_request(port: u16, method: &str, path: &str) -> Result<HttpResponse> {
         .set_read_timeout(Some(HTTP_TIMEOUT))
         .map_err(Error::io(what.clone()))?;
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{extra_headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())
@@ -123,7 +123,7 @@ impl MotoS3 {
             .current_dir(scratch.path());
         let mut process = Emulator::spawn("moto_server", command, scratch)?;
         process.wait_until(START_TIMEOUT, || {
-            http_request(port, "GET", "/").is_ok_and(|r| r.status == 200)
+            http_request(port, "GET", "/", "").is_ok_and(|r| r.status == 200)
         })?;
         Ok(MotoS3 { process, port })
     }
@@ -138,13 +138,18 @@ impl MotoS3 {
         self.port
     }
 
-    /// Creates a bucket (in [`MOTO_REGION`]).
+    /// Creates a bucket (in [`MOTO_REGION`]) that anyone may read, as a log's read API bucket is.
     ///
     /// # Errors
     ///
     /// [`Error::NotReady`] when moto refuses (the reason carries its answer).
     pub fn create_bucket(&self, name: &str) -> Result<()> {
-        let response = http_request(self.port, "PUT", &format!("/{name}"))?;
+        let response = http_request(
+            self.port,
+            "PUT",
+            &format!("/{name}"),
+            "x-amz-acl: public-read\r\n",
+        )?;
         if response.status != 200 {
             return Err(Error::NotReady {
                 program: "moto_server".to_owned(),
@@ -166,7 +171,7 @@ impl MotoS3 {
     ///
     /// [`Error::Io`] when moto cannot be reached.
     pub fn http_get(&self, path: &str) -> Result<HttpResponse> {
-        http_request(self.port, "GET", path)
+        http_request(self.port, "GET", path, "")
     }
 }
 

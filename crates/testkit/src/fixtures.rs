@@ -125,6 +125,24 @@ fn ecdsa_algorithm(kind: KeyKind) -> Option<&'static EcdsaSigningAlgorithm> {
     }
 }
 
+/// Writes a fresh Ed25519 log signing key (PKCS#8 PEM, mode 0600) to `path`: the key the
+/// frontends of one log share, passed to each as `--signer-filepath`.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be written.
+pub fn write_log_key(path: &std::path::Path, hostname: &str) -> Result<()> {
+    let signer = rekor_note::LogSigner::from_ed25519_seed(
+        random_bytes::<32>()?,
+        rekor_note::KeyName::new(hostname)?,
+    );
+    let pem = signer.to_pkcs8_pem()?;
+    std::fs::write(path, pem.as_bytes()).map_err(|e| Error::io("writing the log key", e))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("restricting the log key", e))
+}
+
 /// Fresh random bytes from the system.
 ///
 /// # Errors

@@ -41,6 +41,7 @@ mod error;
 pub mod fixtures;
 pub mod merkle;
 pub mod process;
+pub mod scenarios;
 pub mod stats;
 pub mod tiles;
 

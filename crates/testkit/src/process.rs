@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub signer_file: Option<PathBuf>,
     /// `--hostname`.
     pub hostname: String,
+    /// Environment variables for the server (emulator endpoints, credentials).
+    pub envs: Vec<(String, String)>,
     /// Further flags, e.g. `["--read-only"]`.
     pub extra_args: Vec<String>,
 }
@@ -64,6 +66,7 @@ impl ServerConfig {
             storage_dir: storage_dir.into(),
             signer_file: None,
             hostname: DEFAULT_HOSTNAME.to_string(),
+            envs: Vec::new(),
             extra_args: Vec::new(),
         }
     }
@@ -84,8 +87,16 @@ impl ServerConfig {
             storage_dir: PathBuf::new(),
             signer_file: Some(signer_file.into()),
             hostname: DEFAULT_HOSTNAME.to_string(),
+            envs: Vec::new(),
             extra_args: backend_args.into_iter().map(Into::into).collect(),
         }
+    }
+
+    /// The same config with the environment variable `name` set to `value` for the server.
+    #[must_use]
+    pub fn with_env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.envs.push((name.into(), value.into()));
+        self
     }
 
     /// The same config with `args` appended.
@@ -136,6 +147,7 @@ impl ServerProcess {
             .args(["--http-metrics-port", "0", "--log-json"])
             .args(&config.extra_args)
             .env_remove("RUST_LOG")
+            .envs(config.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,0 +1,404 @@
+//! [`MysqlCoordinator`]: sequencing, dedup and the integrated size in a MySQL-compatible database.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Pool, TxOpts};
+
+use super::{AwsError, MYSQL_BACKEND, MysqlConfig, mysql_error, timeout};
+use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
+
+/// Dedup keys per `INSERT` / `SELECT … IN` statement, to keep statements well under
+/// `max_allowed_packet`.
+const DEDUP_CHUNK: usize = 1000;
+
+const SCHEMA: [&str; 4] = [
+    "CREATE TABLE IF NOT EXISTS rekor_coordination (
+        id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+        next_index BIGINT UNSIGNED NOT NULL,
+        integrated BIGINT UNSIGNED NOT NULL
+    ) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS rekor_sequenced (
+        first_index BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+        leaf_count INT UNSIGNED NOT NULL,
+        leaves LONGBLOB NOT NULL
+    ) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS rekor_dedup (
+        dedup_key BINARY(32) NOT NULL PRIMARY KEY,
+        leaf_index BIGINT UNSIGNED NOT NULL
+    ) ENGINE=InnoDB",
+    "INSERT IGNORE INTO rekor_coordination (id, next_index, integrated) VALUES (0, 0, 0)",
+];
+
+/// The private half of an AWS log: durable sequencing and the dedup index in MySQL, shared safely by
+/// several frontends (see the [module docs](super) for the schema and costs).
+#[derive(Clone)]
+pub struct MysqlCoordinator {
+    pool: Pool,
+    timeout: Duration,
+    target: String,
+}
+
+impl std::fmt::Debug for MysqlCoordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlCoordinator")
+            .field("target", &self.target)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn inconsistent(what: impl Into<String>) -> Error {
+    AwsError::Inconsistent { what: what.into() }.other(MYSQL_BACKEND)
+}
+
+fn count(n: usize) -> Result<u64> {
+    u64::try_from(n).map_err(|_| inconsistent("batch length does not fit in u64"))
+}
+
+/// Packs leaves as `u32` big-endian length + bytes, one after another.
+fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<u8>> {
+    let total = leaves.iter().map(|l| l.data.len() + 4).sum();
+    let mut packed = Vec::with_capacity(total);
+    for leaf in leaves {
+        let len =
+            u32::try_from(leaf.data.len()).map_err(|_| inconsistent("a leaf longer than 4 GiB"))?;
+        packed.extend_from_slice(&len.to_be_bytes());
+        packed.extend_from_slice(&leaf.data);
+    }
+    Ok(packed)
+}
+
+fn unpack(packed: &[u8], expected: u64) -> Result<Vec<Bytes>> {
+    let corrupt = || Error::Corrupt {
+        backend: MYSQL_BACKEND,
+        what: "sequenced batch",
+    };
+    let mut leaves = Vec::new();
+    let mut rest = packed;
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt())?;
+        let (leaf, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
+        leaves.push(Bytes::copy_from_slice(leaf));
+        rest = tail;
+    }
+    if count(leaves.len())? != expected {
+        return Err(corrupt());
+    }
+    Ok(leaves)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// `INSERT … VALUES (X'…', i), … ON DUPLICATE KEY UPDATE leaf_index = leaf_index`: keys already
+/// present keep their first index; a key repeated within the batch keeps its lowest index because
+/// rows are applied in order. Only hex digits and integers are interpolated.
+fn dedup_insert(first: u64, leaves: &[SequenceLeaf]) -> String {
+    let mut sql = String::from("INSERT INTO rekor_dedup (dedup_key, leaf_index) VALUES ");
+    for (i, (index, leaf)) in (first..).zip(leaves).enumerate() {
+        if i > 0 {
+            sql.push(',');
+        }
+        let _ = write!(sql, "(X'{}',{index})", hex(&leaf.dedup_key));
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE leaf_index = leaf_index");
+    sql
+}
+
+impl MysqlCoordinator {
+    /// Connects, creates the tables and the coordination row if missing, and checks the row.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] when the server cannot be reached in time; [`Error::Other`] for refused
+    /// credentials, missing privileges or a bad configuration.
+    pub async fn connect(config: &MysqlConfig) -> Result<MysqlCoordinator> {
+        let target = match &config.socket {
+            Some(socket) => format!("unix:{socket}/{}", config.database),
+            None => format!("{}:{}/{}", config.host, config.port, config.database),
+        };
+        let coordinator = MysqlCoordinator {
+            pool: Pool::new(config.opts()?),
+            timeout: config.timeout,
+            target,
+        };
+        coordinator
+            .bounded("connect", async {
+                let mut conn = coordinator.pool.get_conn().await.map_err(mysql_error)?;
+                for statement in SCHEMA {
+                    conn.query_drop(statement).await.map_err(mysql_error)?;
+                }
+                Ok(())
+            })
+            .await?;
+        coordinator.state().await?;
+        Ok(coordinator)
+    }
+
+    /// Closes the pool's connections.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unavailable`] or [`Error::Other`] when a connection does not close cleanly.
+    pub async fn disconnect(self) -> Result<()> {
+        self.pool.disconnect().await.map_err(mysql_error)
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| Err(timeout(MYSQL_BACKEND, operation, self.timeout)))
+    }
+
+    async fn read_state(conn: &mut impl Queryable) -> Result<SequenceState> {
+        let row: Option<(u64, u64)> = conn
+            .query_first("SELECT integrated, next_index FROM rekor_coordination WHERE id = 0")
+            .await
+            .map_err(mysql_error)?;
+        let (integrated, sequenced) =
+            row.ok_or_else(|| inconsistent("the coordination row is missing"))?;
+        if integrated > sequenced {
+            return Err(inconsistent(format!(
+                "integrated size {integrated} above sequenced size {sequenced}"
+            )));
+        }
+        Ok(SequenceState {
+            integrated,
+            sequenced,
+        })
+    }
+}
+
+#[async_trait]
+impl Coordinator for MysqlCoordinator {
+    async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64> {
+        if leaves.is_empty() {
+            return Ok(self.state().await?.sequenced);
+        }
+        let n = count(leaves.len())?;
+        let packed = pack(leaves)?;
+        self.bounded("sequence", async {
+            let mut tx = self
+                .pool
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(mysql_error)?;
+            // Takes the coordination row's lock until commit and returns the new value.
+            tx.exec_drop(
+                "UPDATE rekor_coordination SET next_index = LAST_INSERT_ID(next_index + ?) WHERE id = 0",
+                (n,),
+            )
+            .await
+            .map_err(mysql_error)?;
+            if tx.affected_rows() != 1 {
+                return Err(inconsistent("the coordination row is missing"));
+            }
+            let next = tx
+                .last_insert_id()
+                .ok_or_else(|| inconsistent("no next index returned"))?;
+            let first = next
+                .checked_sub(n)
+                .ok_or_else(|| inconsistent("next index below the batch size"))?;
+            tx.exec_drop(
+                "INSERT INTO rekor_sequenced (first_index, leaf_count, leaves) VALUES (?, ?, ?)",
+                (first, n, packed),
+            )
+            .await
+            .map_err(mysql_error)?;
+            let mut chunk_first = first;
+            for chunk in leaves.chunks(DEDUP_CHUNK) {
+                tx.query_drop(dedup_insert(chunk_first, chunk))
+                    .await
+                    .map_err(mysql_error)?;
+                chunk_first = chunk_first.saturating_add(count(chunk.len())?);
+            }
+            tx.commit().await.map_err(mysql_error)?;
+            Ok(first)
+        })
+        .await
+    }
+
+    async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+        if dedup_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.bounded("lookup", async {
+            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            let mut found = std::collections::HashMap::with_capacity(dedup_keys.len());
+            for chunk in dedup_keys.chunks(DEDUP_CHUNK) {
+                let mut sql = String::from(
+                    "SELECT dedup_key, leaf_index FROM rekor_dedup WHERE dedup_key IN (",
+                );
+                for (i, key) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    let _ = write!(sql, "X'{}'", hex(key));
+                }
+                sql.push(')');
+                let rows: Vec<(Vec<u8>, u64)> = conn.query(sql).await.map_err(mysql_error)?;
+                for (key, index) in rows {
+                    let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| Error::Corrupt {
+                        backend: MYSQL_BACKEND,
+                        what: "dedup key",
+                    })?;
+                    found.insert(key, index);
+                }
+            }
+            Ok(dedup_keys.iter().map(|k| found.get(k).copied()).collect())
+        })
+        .await
+    }
+
+    async fn state(&self) -> Result<SequenceState> {
+        self.bounded("state", async {
+            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            Self::read_state(&mut conn).await
+        })
+        .await
+    }
+
+    async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        let not_found = |index: u64| Error::NotFound {
+            path: format!("sequenced leaf {index}"),
+        };
+        self.bounded("read_sequenced", async {
+            // One consistent snapshot for the state and the batches.
+            let mut options = TxOpts::default();
+            options.with_consistent_snapshot(true);
+            let mut tx = self
+                .pool
+                .start_transaction(options)
+                .await
+                .map_err(mysql_error)?;
+            let state = Self::read_state(&mut tx).await?;
+            if from < state.integrated {
+                return Err(not_found(from));
+            }
+            if to > state.sequenced {
+                return Err(not_found(state.sequenced));
+            }
+            let rows: Vec<(u64, u64, Vec<u8>)> = tx
+                .exec(
+                    "SELECT first_index, leaf_count, leaves FROM rekor_sequenced \
+                     WHERE first_index < ? AND first_index + leaf_count > ? ORDER BY first_index",
+                    (to, from),
+                )
+                .await
+                .map_err(mysql_error)?;
+            tx.commit().await.map_err(mysql_error)?;
+            let mut out = Vec::new();
+            let mut next = from;
+            for (first, leaf_count, packed) in rows {
+                if first > next {
+                    return Err(not_found(next));
+                }
+                let leaves = unpack(&packed, leaf_count)?;
+                let skip = usize::try_from(next - first).map_err(|_| not_found(next))?;
+                let end = first.saturating_add(leaf_count).min(to);
+                let take = usize::try_from(end - next).map_err(|_| not_found(next))?;
+                out.extend(leaves.into_iter().skip(skip).take(take));
+                next = end;
+            }
+            if next < to {
+                return Err(not_found(next));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
+        self.bounded("mark_integrated", async {
+            let mut tx = self
+                .pool
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(mysql_error)?;
+            let row: Option<(u64, u64)> = tx
+                .query_first(
+                    "SELECT integrated, next_index FROM rekor_coordination WHERE id = 0 FOR UPDATE",
+                )
+                .await
+                .map_err(mysql_error)?;
+            let (integrated, sequenced) =
+                row.ok_or_else(|| inconsistent("the coordination row is missing"))?;
+            if integrated != from || to < from || to > sequenced {
+                // Dropping the transaction rolls it back; nothing was changed.
+                return Err(Error::Precondition {
+                    what: "integrated size",
+                    expected: from.to_string(),
+                    found: integrated.to_string(),
+                });
+            }
+            tx.exec_drop(
+                "UPDATE rekor_coordination SET integrated = ? WHERE id = 0",
+                (to,),
+            )
+            .await
+            .map_err(mysql_error)?;
+            tx.exec_drop(
+                "DELETE FROM rekor_sequenced WHERE first_index < ? AND first_index + leaf_count <= ?",
+                (to, to),
+            )
+            .await
+            .map_err(mysql_error)?;
+            tx.commit().await.map_err(mysql_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(key: u8, data: &[u8]) -> SequenceLeaf {
+        SequenceLeaf {
+            dedup_key: [key; 32],
+            data: Bytes::copy_from_slice(data),
+        }
+    }
+
+    #[test]
+    fn batches_pack_and_unpack() {
+        let leaves = [leaf(1, b""), leaf(2, b"abc"), leaf(3, &[0u8; 300])];
+        let packed = pack(&leaves).unwrap();
+        assert_eq!(packed.len(), 4 * 3 + 3 + 300);
+        let unpacked = unpack(&packed, 3).unwrap();
+        assert_eq!(
+            unpacked,
+            leaves.iter().map(|l| l.data.clone()).collect::<Vec<_>>()
+        );
+        assert!(unpack(&packed, 2).is_err());
+        assert!(unpack(packed.get(..packed.len() - 1).unwrap(), 3).is_err());
+    }
+
+    #[test]
+    fn dedup_statement_interpolates_only_hex_and_numbers() {
+        let sql = dedup_insert(7, &[leaf(0xab, b"x"), leaf(1, b"y")]);
+        assert!(sql.contains(&format!(
+            "(X'{}',7),(X'{}',8)",
+            "ab".repeat(32),
+            "01".repeat(32)
+        )));
+        assert!(sql.ends_with("ON DUPLICATE KEY UPDATE leaf_index = leaf_index"));
+    }
+}
