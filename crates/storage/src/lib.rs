@@ -13,7 +13,9 @@
 //! and lets a crashed log finish integrating on restart. The checkpoint is swapped by version, so it never
 //! moves backwards.
 //!
-//! Backends: [`memory`] (always built, for tests) and `posix` (feature `posix`, the default).
+//! Backends: [`memory`] (always built, for tests), `posix` (feature `posix`, the default: a
+//! directory plus an embedded database, one process), `gcp` (feature `gcp`: GCS + Cloud Spanner)
+//! and `aws` (feature `aws`: S3 + MySQL). The cloud backends may be shared by several frontends.
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -27,14 +29,14 @@
 //! # }
 //! ```
 
+#[cfg(feature = "aws")]
+pub mod aws;
 mod error;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 pub mod memory;
 #[cfg(feature = "posix")]
 pub mod posix;
-#[cfg(feature = "gcp")]
-pub mod gcp;
-#[cfg(feature = "aws")]
-pub mod aws;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
