@@ -69,9 +69,8 @@ impl TestServer {
         let server = rekor_server::start(
             server_args(read_only),
             Backend {
-                storage: backend.storage,
-                coordinator: backend.coordinator,
                 generated_key_dir: Some(dir.to_path_buf()),
+                ..Backend::new(backend.storage, backend.coordinator)
             },
         )
         .await
