@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use rekor_storage::{Coordinator, SequenceLeaf, Storage};
+use rekor_storage::{Coordinator, SequenceLeaf, Storage, Versioned};
 use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, inclusion_proof, verify_inclusion};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -53,6 +54,9 @@ pub(crate) struct Pipeline {
     failing: bool,
     /// While failing, no retry before this instant.
     retry_after: Option<Instant>,
+    /// Shutting down: publish what is left without claiming (one last write is worth more than
+    /// the storage's rate limit).
+    draining: bool,
 }
 
 impl Pipeline {
@@ -79,6 +83,7 @@ impl Pipeline {
             waiters: Vec::new(),
             failing: false,
             retry_after: None,
+            draining: false,
         }
     }
 
@@ -99,12 +104,19 @@ impl Pipeline {
                     received = requests.recv_many(&mut pending, room) => {
                         if received == 0 {
                             closed = true;
+                            self.draining = true;
                         } else if oldest.is_none() {
                             oldest = Some(Instant::now());
                         }
                     }
                     () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {}
                 }
+            } else if closed
+                && pending.is_empty()
+                && let Some(wake) = wake
+            {
+                // Draining: wait for the next allowed publication instead of spinning.
+                sleep_until(wake).await;
             }
 
             let now = Instant::now();
@@ -299,7 +311,15 @@ impl Pipeline {
         let span = info_span!("publish", tree_size = self.integrator.size().get());
         let result = self.publish_tree().instrument(span.clone()).await;
         let checkpoint = match result {
-            Ok(checkpoint) => checkpoint,
+            Ok(Some(checkpoint)) => checkpoint,
+            Ok(None) => {
+                // Another frontend claimed this checkpoint write or keeps winning the swap: look
+                // again shortly, to take its checkpoint once it covers these entries, or to write.
+                let poll = (self.config.checkpoint_interval / 4)
+                    .clamp(Duration::from_millis(20), Duration::from_secs(1));
+                self.retry_after = Some(Instant::now() + poll);
+                return;
+            }
             Err(e) => {
                 error!(parent: &span, error = %e, "publishing failed; waiting entries get an error");
                 self.stats.record_publish_failure();
@@ -364,12 +384,39 @@ impl Pipeline {
     /// swap loses to another writer (another frontend, or a write of ours whose reply was lost),
     /// catches up with the stored checkpoint and tries again; returns the stored checkpoint when
     /// it already covers this tree.
-    pub(crate) async fn publish_tree(&mut self) -> Result<Arc<PublishedCheckpoint>, LogError> {
-        const ATTEMPTS: usize = 8;
-        let mut last_error = None;
+    ///
+    /// With a checkpoint interval, the write is first claimed from the coordinator, so frontends
+    /// sharing a backend write the checkpoint at most once per interval between them. `None`:
+    /// another frontend holds the claim, or won every swap, and the stored checkpoint does not
+    /// cover this tree yet.
+    pub(crate) async fn publish_tree(
+        &mut self,
+    ) -> Result<Option<Arc<PublishedCheckpoint>>, LogError> {
+        // Swaps lost to other frontends before standing back: each loss means another frontend
+        // just published, and its next checkpoint covers everything sequenced before its batch,
+        // so waiting a moment (None) beats racing on.
+        const ATTEMPTS: usize = 4;
         for _ in 0..ATTEMPTS {
             let objects = self.integrator.write(self.storage.as_ref()).await?;
             self.stats.record_objects_written(objects);
+            let interval = self.config.checkpoint_interval;
+            let claimed = interval.is_zero()
+                || self.draining
+                || self
+                    .coordinator
+                    .claim_publication(interval)
+                    .await
+                    .unwrap_or_else(|e| {
+                        // The waiting entries are sequenced; a failed claim only delays them.
+                        warn!(error = %e, "claiming the checkpoint write failed");
+                        false
+                    });
+            if !claimed {
+                return match self.storage.read_checkpoint().await? {
+                    Some(stored) => self.reconcile_with_stored(stored).await,
+                    None => Ok(None),
+                };
+            }
             let size = self.integrator.size();
             let root = self.integrator.root();
             match self
@@ -379,20 +426,23 @@ impl Pipeline {
             {
                 Ok(checkpoint) => {
                     debug!(objects, "checkpoint published");
-                    return Ok(checkpoint);
+                    return Ok(Some(checkpoint));
                 }
                 Err(LogError::Storage(e))
                     if matches!(*e, rekor_storage::Error::Precondition { .. }) =>
                 {
-                    if let Some(stored) = self.reconcile_with_stored().await? {
-                        return Ok(stored);
+                    let stored = self.storage.read_checkpoint().await?.ok_or_else(|| {
+                        LogError::inconsistent("the checkpoint vanished from storage")
+                    })?;
+                    if let Some(stored) = self.reconcile_with_stored(stored).await? {
+                        return Ok(Some(stored));
                     }
-                    last_error = Some(LogError::Storage(e));
+                    debug!(error = %e, "lost a checkpoint swap to another writer");
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(last_error.unwrap_or_else(|| LogError::internal("checkpoint contention")))
+        Ok(None)
     }
 
     /// Proves inclusion reading the tiles missing from `tiles` from storage.
@@ -544,19 +594,15 @@ impl Pipeline {
         }
     }
 
-    /// After a failed checkpoint swap: reads the stored checkpoint, checks that it is signed by
+    /// After a failed checkpoint swap or claim: takes the stored checkpoint, checks that it is signed by
     /// this log and commits to a prefix of the shared sequence (catching the tree up to it when
     /// another frontend published a larger tree), and takes over its version. Returns it when it
     /// covers the whole tree, so nothing is left to publish. Anything that does not match is
     /// [`LogError::Inconsistent`]: the log refuses to sign on top of it.
     async fn reconcile_with_stored(
         &mut self,
+        stored: Versioned,
     ) -> Result<Option<Arc<PublishedCheckpoint>>, LogError> {
-        let stored = self
-            .storage
-            .read_checkpoint()
-            .await?
-            .ok_or_else(|| LogError::inconsistent("the checkpoint vanished from storage"))?;
         let checkpoint = self.publisher.verify(&stored.data)?;
         if checkpoint.size > self.integrator.size().get() {
             self.advance(checkpoint.size).await?;

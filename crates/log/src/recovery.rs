@@ -139,17 +139,28 @@ impl Log {
             .as_ref()
             .is_none_or(|(checkpoint, _)| checkpoint.size != size.get())
         {
-            let published = pipeline.publish_tree().await?;
-            info!(
-                tree_size = published.size,
-                "published the recovered checkpoint"
-            );
-            published.size
+            match pipeline.publish_tree().await? {
+                Some(published) => {
+                    info!(
+                        tree_size = published.size,
+                        "published the recovered checkpoint"
+                    );
+                    Some(published.size)
+                }
+                None => {
+                    info!(
+                        "another frontend holds the checkpoint write; publishing on a later turn"
+                    );
+                    None
+                }
+            }
         } else {
-            size.get()
+            Some(size.get())
         };
-        pipeline.record_integrated(published_size).await;
-        pipeline.integrator.checkpoint_published();
+        if let Some(published_size) = published_size {
+            pipeline.record_integrated(published_size).await;
+            pipeline.integrator.checkpoint_published();
+        }
 
         let task = tokio::spawn(pipeline.run(receiver));
         Ok(Log {

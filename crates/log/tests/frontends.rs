@@ -51,29 +51,34 @@ fn entry(frontend: usize, task: usize, n: usize) -> Bytes {
     ))
 }
 
-/// Watches the stored checkpoint and fails if its size ever shrinks.
+/// Watches the stored checkpoint, fails if its size ever shrinks, and counts how often it changed.
 fn watch_monotonic(
     storage: Arc<MemoryStorage>,
     stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<u64> {
+) -> tokio::task::JoinHandle<(usize, Duration)> {
     tokio::spawn(async move {
+        let started = std::time::Instant::now();
         let verifier = signer().verifier();
-        let mut last = 0u64;
-        let mut observed = 0u64;
+        let mut last: Option<(u64, Bytes)> = None;
+        let mut changes = 0;
         while !stop.load(Ordering::Relaxed) {
             if let Some(stored) = storage.read_checkpoint().await.unwrap() {
                 let checkpoint = verifier.verify_checkpoint(&stored.data).unwrap();
-                assert!(
-                    checkpoint.size >= last,
-                    "stored checkpoint went back from {last} to {}",
-                    checkpoint.size
-                );
-                last = checkpoint.size;
-                observed += 1;
+                if let Some((size, note)) = &last {
+                    assert!(
+                        checkpoint.size >= *size,
+                        "stored checkpoint went back from {size} to {}",
+                        checkpoint.size
+                    );
+                    if *note != stored.data {
+                        changes += 1;
+                    }
+                }
+                last = Some((checkpoint.size, stored.data));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        observed
+        (changes, started.elapsed())
     })
 }
 
@@ -119,7 +124,13 @@ fn check_one_tree(answers: &[(Bytes, Appended)], total: usize) {
     }
 }
 
-async fn run_frontends(config: LogConfig, frontends: usize, tasks: usize, per_task: usize) {
+/// Runs the frontends and returns how many checkpoint writes the watcher saw, and in what time.
+async fn run_frontends(
+    config: LogConfig,
+    frontends: usize,
+    tasks: usize,
+    per_task: usize,
+) -> (Duration, usize) {
     let storage = Arc::new(MemoryStorage::default());
     let coordinator = Arc::new(MemoryCoordinator::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -159,13 +170,15 @@ async fn run_frontends(config: LogConfig, frontends: usize, tasks: usize, per_ta
         log.shutdown().await;
     }
     stop.store(true, Ordering::Relaxed);
-    assert!(watcher.await.unwrap() > 0);
+    let (changes, watched) = watcher.await.unwrap();
+    assert!(changes > 0);
 
     // A fresh frontend opens on the shared state without publishing anything new.
     let late = open(&storage, &coordinator, config).await;
     assert_eq!(late.checkpoint().size, u64::try_from(total).unwrap());
     assert_eq!(late.checkpoint().note, stored.data);
     late.shutdown().await;
+    (watched, changes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,13 +187,24 @@ async fn three_frontends_publishing_every_batch_build_one_tree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn frontends_with_a_checkpoint_interval_build_one_tree() {
+async fn frontends_with_a_checkpoint_interval_share_one_rate_and_build_one_tree() {
+    let interval = Duration::from_millis(50);
     let config = LogConfig {
-        checkpoint_interval: Duration::from_millis(20),
+        checkpoint_interval: interval,
         batch_max_age: Duration::from_millis(5),
         ..LogConfig::default()
     };
-    run_frontends(config, 2, 4, 25).await;
+    let frontends = 3;
+    let (elapsed, changes) = run_frontends(config, frontends, 4, 10).await;
+    // The frontends claim checkpoint writes from the coordinator: together they write at most
+    // once per interval while the watcher runs (plus one for the first claim, one for slack),
+    // where publishing on their own clocks would write up to once per interval each.
+    let budget = elapsed.as_millis() / interval.as_millis() + 2;
+    println!("{changes} checkpoint writes in {elapsed:?} (budget {budget})");
+    assert!(
+        u128::try_from(changes).unwrap() <= budget,
+        "{changes} checkpoint writes in {elapsed:?} exceed one per {interval:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,3 +147,19 @@ pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
     // The dedup index outlives integration.
     assert_eq!(coordinator.lookup(&[[2; 32]]).await.unwrap(), vec![Some(1)]);
 }
+
+/// Checks [`Coordinator::claim_publication`] for a backend shared by several frontends: one claim
+/// per interval, across every handle on the same state (pass two handles, or the same one twice).
+pub async fn publication_claim_suite(first: &dyn Coordinator, second: &dyn Coordinator) {
+    use std::time::Duration;
+    let interval = Duration::from_millis(1500);
+    assert!(first.claim_publication(interval).await.unwrap());
+    assert!(!first.claim_publication(interval).await.unwrap());
+    assert!(!second.claim_publication(interval).await.unwrap());
+    tokio::time::sleep(interval + Duration::from_millis(300)).await;
+    assert!(second.claim_publication(interval).await.unwrap());
+    assert!(!first.claim_publication(interval).await.unwrap());
+    // A zero interval always grants.
+    assert!(first.claim_publication(Duration::ZERO).await.unwrap());
+    assert!(second.claim_publication(Duration::ZERO).await.unwrap());
+}

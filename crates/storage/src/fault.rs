@@ -525,6 +525,11 @@ impl<C: Coordinator + ?Sized> Coordinator for FaultyCoordinator<C> {
             )
             .await
     }
+
+    async fn claim_publication(&self, min_interval: std::time::Duration) -> Result<bool> {
+        // Not a fault point: forwarded so the wrapped backend's rate limit still applies.
+        self.inner.claim_publication(min_interval).await
+    }
 }
 
 #[cfg(test)]

@@ -207,6 +207,18 @@ pub trait Coordinator: Send + Sync + Debug + 'static {
     /// A different integrated size is [`Error::Precondition`] and changes nothing. This commit need not
     /// be durable: if it is lost, integration is repeated and produces identical objects.
     async fn mark_integrated(&self, from: u64, to: u64) -> Result<()>;
+
+    /// Claims the next checkpoint write for this frontend, when several frontends share the
+    /// backend and the storage limits how often one object may be written (GCS: about once a
+    /// second). Returns `true`, recording the claim, when no frontend has claimed within
+    /// `min_interval`; `false` otherwise, and the caller then leaves the write to the frontend
+    /// that claimed it.
+    ///
+    /// Backends with a single writer keep the default, which always grants the claim.
+    async fn claim_publication(&self, min_interval: std::time::Duration) -> Result<bool> {
+        let _ = min_interval;
+        Ok(true)
+    }
 }
 
 /// Checks that `path` is a public object path: relative, no empty, `.` or `..` components, and no

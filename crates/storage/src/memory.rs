@@ -98,6 +98,7 @@ struct CoordinatorState {
     state: SequenceState,
     leaves: BTreeMap<u64, Bytes>,
     dedup: HashMap<[u8; 32], u64>,
+    last_claim: Option<std::time::Instant>,
 }
 
 /// In-memory [`Coordinator`].
@@ -163,6 +164,19 @@ impl Coordinator for MemoryCoordinator {
         inner.state.integrated = to;
         Ok(())
     }
+
+    async fn claim_publication(&self, min_interval: std::time::Duration) -> Result<bool> {
+        let mut inner = lock(&self.inner);
+        let now = std::time::Instant::now();
+        if inner
+            .last_claim
+            .is_some_and(|last| now.duration_since(last) < min_interval)
+        {
+            return Ok(false);
+        }
+        inner.last_claim = Some(now);
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -173,5 +187,7 @@ mod tests {
     async fn memory_backend_passes_the_conformance_suite() {
         crate::conformance::storage_suite(&MemoryStorage::default()).await;
         crate::conformance::coordinator_suite(&MemoryCoordinator::default()).await;
+        let shared = MemoryCoordinator::default();
+        crate::conformance::publication_claim_suite(&shared, &shared).await;
     }
 }

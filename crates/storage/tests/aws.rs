@@ -17,7 +17,7 @@ use rekor_emulators::aws::{
     MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, MariaDb, MotoS3,
 };
 use rekor_storage::aws::{MysqlConfig, MysqlCoordinator, MysqlTls, S3Config, S3Storage};
-use rekor_storage::conformance::{coordinator_suite, storage_suite};
+use rekor_storage::conformance::{coordinator_suite, publication_claim_suite, storage_suite};
 use rekor_storage::{Coordinator, Error, Object, SequenceLeaf, Storage};
 
 fn s3_config(moto: &MotoS3, bucket: &str) -> S3Config {
@@ -166,7 +166,15 @@ async fn mysql_coordinator_against_mariadb() {
         Err(e) if rekor_emulators::skip_or_fail(&e) => return,
         Err(e) => panic!("{e}"),
     };
-    for db in ["conformance", "concurrent", "dedup", "url"] {
+    for db in [
+        "conformance",
+        "concurrent",
+        "dedup",
+        "url",
+        "claims",
+        "claims_race",
+        "claims_old",
+    ] {
         maria.create_database(db).unwrap();
     }
 
@@ -196,6 +204,7 @@ async fn mysql_coordinator_against_mariadb() {
 
     concurrent_sequencing(&maria).await;
     dedup_first_index_wins(&maria).await;
+    publication_claims(&maria).await;
 
     // A stopped server is Unavailable, bounded by the configured timeout.
     let survivor = coordinator(&maria, "dedup").await;
@@ -206,6 +215,11 @@ async fn mysql_coordinator_against_mariadb() {
     let err = survivor.sequence(&[leaf("after stop")]).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     let err = survivor.lookup(&[[1; 32]]).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+    let err = survivor
+        .claim_publication(Duration::from_secs(1))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
@@ -323,6 +337,67 @@ async fn concurrent_sequencing(maria: &MariaDb) {
         instances[1].read_sequenced(total - 1, total).await,
         Err(Error::NotFound { .. })
     ));
+}
+
+/// Publication claims across two coordinators (separate pools, as two frontends).
+async fn publication_claims(maria: &MariaDb) {
+    const TASKS: usize = 8;
+    let first = coordinator(maria, "claims").await;
+    let second = coordinator(maria, "claims").await;
+    publication_claim_suite(&first, &second).await;
+    // An interval too long to express in DATETIME arithmetic is refused, not an error.
+    assert!(!first.claim_publication(Duration::MAX).await.unwrap());
+
+    // Eight claims at once, four from each pool: exactly one wins.
+    let instances = [
+        Arc::new(coordinator(maria, "claims_race").await),
+        Arc::new(coordinator(maria, "claims_race").await),
+    ];
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut handles = Vec::new();
+    for task in 0..TASKS {
+        let instance = Arc::clone(&instances[task % instances.len()]);
+        let start = Arc::clone(&start);
+        handles.push(tokio::spawn(async move {
+            start.wait().await;
+            instance.claim_publication(Duration::from_secs(5)).await
+        }));
+    }
+    let mut granted = 0;
+    for handle in handles {
+        if handle.await.unwrap().unwrap() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1, "exactly one concurrent claim must win");
+
+    // A coordination table created before publication claims gets its column on connect.
+    maria
+        .run_sql(
+            "CREATE TABLE claims_old.rekor_coordination (\
+             id TINYINT UNSIGNED NOT NULL PRIMARY KEY, next_index BIGINT UNSIGNED NOT NULL, \
+             integrated BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB; \
+             INSERT INTO claims_old.rekor_coordination VALUES (0, 7, 5)",
+        )
+        .unwrap();
+    let (old_first, old_second) = tokio::join!(
+        coordinator(maria, "claims_old"),
+        coordinator(maria, "claims_old")
+    );
+    let state = old_first.state().await.unwrap();
+    assert_eq!((state.integrated, state.sequenced), (5, 7));
+    assert!(
+        old_first
+            .claim_publication(Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !old_second
+            .claim_publication(Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
 }
 
 async fn futures_join_all<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {

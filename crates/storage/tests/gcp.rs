@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rekor_emulators::gcp::{FakeGcs, SpannerEmulator};
 use rekor_emulators::skip_or_fail;
-use rekor_storage::conformance::{coordinator_suite, storage_suite};
+use rekor_storage::conformance::{coordinator_suite, publication_claim_suite, storage_suite};
 use rekor_storage::gcp::{GcsConfig, GcsStorage, SpannerConfig, SpannerCoordinator};
 use rekor_storage::{
     CHECKPOINT_PATH, Coordinator, Error, Object, SequenceLeaf, SequenceState, Storage,
@@ -448,9 +448,124 @@ async fn spanner_errors_when_the_emulator_is_gone() {
         matches!(lookup, Err(Error::Unavailable { .. })),
         "{lookup:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
+    let claim = coordinator.claim_publication(Duration::from_secs(1)).await;
+    assert!(matches!(claim, Err(Error::Unavailable { .. })), "{claim:?}");
+    assert!(started.elapsed() < Duration::from_secs(25));
     eprintln!(
         "errors after the emulator stopped took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spanner_publication_claims_are_shared_by_two_clients() {
+    let Some((spanner, database)) = start_spanner() else {
+        return;
+    };
+    let first = coordinator(&spanner, &database, Duration::from_secs(20)).await;
+    let second = coordinator(&spanner, &database, Duration::from_secs(20)).await;
+    publication_claim_suite(&first, &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spanner_grants_one_of_eight_concurrent_publication_claims() {
+    const TASKS: usize = 8;
+    let Some((spanner, database)) = start_spanner() else {
+        return;
+    };
+    let clients = [
+        Arc::new(coordinator(&spanner, &database, Duration::from_secs(30)).await),
+        Arc::new(coordinator(&spanner, &database, Duration::from_secs(30)).await),
+    ];
+    let start = Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..TASKS {
+        let client = Arc::clone(&clients[task % clients.len()]);
+        let start = Arc::clone(&start);
+        tasks.spawn(async move {
+            start.wait().await;
+            client.claim_publication(Duration::from_secs(5)).await
+        });
+    }
+    let mut granted = 0;
+    while let Some(result) = tasks.join_next().await {
+        if result.unwrap().unwrap() {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1, "exactly one concurrent claim must win");
+}
+
+/// A coordination table created before publication claims gets its column on connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spanner_connect_adds_the_claim_column_to_an_older_table() {
+    use gcloud_gax::conn::Environment;
+    use gcloud_googleapis::spanner::admin::database::v1::{
+        GetDatabaseDdlRequest, UpdateDatabaseDdlRequest,
+    };
+    use gcloud_spanner::admin::AdminClientConfig;
+    use gcloud_spanner::admin::client::Client as AdminClient;
+
+    let Some((spanner, database)) = start_spanner() else {
+        return;
+    };
+    let admin = AdminClient::new(AdminClientConfig {
+        environment: Environment::Emulator(spanner.grpc_address()),
+        ..AdminClientConfig::default()
+    })
+    .await
+    .unwrap();
+    let ddl = |statements: Vec<String>| UpdateDatabaseDdlRequest {
+        database: database.clone(),
+        statements,
+        ..UpdateDatabaseDdlRequest::default()
+    };
+    admin
+        .database()
+        .update_database_ddl(
+            ddl(vec![
+                "CREATE TABLE RekorCoordination (Id INT64 NOT NULL, NextIndex INT64 NOT NULL, \
+                 IntegratedSize INT64 NOT NULL) PRIMARY KEY (Id)"
+                    .to_owned(),
+            ]),
+            None,
+        )
+        .await
+        .unwrap()
+        .wait(None)
+        .await
+        .unwrap();
+
+    let first = coordinator(&spanner, &database, Duration::from_secs(20)).await;
+    let schema = admin
+        .database()
+        .get_database_ddl(
+            GetDatabaseDdlRequest {
+                database: database.clone(),
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .statements;
+    let table = schema
+        .iter()
+        .find(|s| s.starts_with("CREATE TABLE RekorCoordination"))
+        .unwrap();
+    assert!(table.contains("PublishedAt TIMESTAMP"), "{table}");
+    assert!(table.contains("allow_commit_timestamp = true"), "{table}");
+    let second = coordinator(&spanner, &database, Duration::from_secs(20)).await;
+    assert!(
+        first
+            .claim_publication(Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !second
+            .claim_publication(Duration::from_secs(60))
+            .await
+            .unwrap()
     );
 }

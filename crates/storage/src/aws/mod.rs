@@ -28,12 +28,14 @@
 //! ## MySQL schema
 //!
 //! Created on connect if missing (`CREATE TABLE IF NOT EXISTS`; the single coordination row with
-//! `INSERT IGNORE`, so concurrent connects are harmless):
+//! `INSERT IGNORE`, so concurrent connects are harmless; a `rekor_coordination` table from before
+//! publication claims gets its `published_at` column added with `ALTER TABLE`):
 //!
 //! ```sql
 //! rekor_coordination (id TINYINT UNSIGNED PRIMARY KEY,        -- always 0: one row
 //!                     next_index BIGINT UNSIGNED NOT NULL,    -- SequenceState::sequenced
-//!                     integrated BIGINT UNSIGNED NOT NULL)    -- SequenceState::integrated
+//!                     integrated BIGINT UNSIGNED NOT NULL,    -- SequenceState::integrated
+//!                     published_at DATETIME(6) NULL)          -- last publication claim, UTC
 //! rekor_sequenced    (first_index BIGINT UNSIGNED PRIMARY KEY,
 //!                     leaf_count INT UNSIGNED NOT NULL,
 //!                     leaves LONGBLOB NOT NULL)               -- each leaf: u32 big-endian length, bytes
@@ -53,6 +55,20 @@
 //! `PREPARE`. `lookup` is one `SELECT … WHERE dedup_key IN (…)`; `state` one `SELECT`; `mark_integrated`
 //! one transaction (`SELECT … FOR UPDATE`, compare, `UPDATE`, `DELETE`, `COMMIT`); `read_sequenced` one
 //! consistent-snapshot transaction (state, then the overlapping batches).
+//!
+//! `claim_publication` (frontends taking turns to write the checkpoint) is one autocommit statement,
+//! timed by the database's clock rather than the frontends':
+//!
+//! ```sql
+//! UPDATE rekor_coordination SET published_at = UTC_TIMESTAMP(6)
+//! WHERE id = 0 AND (? = 0 OR published_at IS NULL
+//!       OR published_at <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND)
+//! ```
+//!
+//! granted when one row changed (always, for a zero interval). The row lock serialises concurrent
+//! claims and the later one re-checks the condition against the earlier one's stamp. For a non-zero
+//! interval a matching row always gets a new value, so the count is the same with or without
+//! `CLIENT_FOUND_ROWS`.
 //!
 //! The DSN ([`MysqlConfig::from_dsn`]) is rekor-tiles' `--aws-mysql-dsn` form,
 //! `user:password@tcp(host:3306)/dbname?params`, or a `mysql://user:password@host:port/dbname` URL.

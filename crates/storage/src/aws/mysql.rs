@@ -19,7 +19,8 @@ const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS rekor_coordination (
         id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
         next_index BIGINT UNSIGNED NOT NULL,
-        integrated BIGINT UNSIGNED NOT NULL
+        integrated BIGINT UNSIGNED NOT NULL,
+        published_at DATETIME(6) NULL
     ) ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS rekor_sequenced (
         first_index BIGINT UNSIGNED NOT NULL PRIMARY KEY,
@@ -32,6 +33,28 @@ const SCHEMA: [&str; 4] = [
     ) ENGINE=InnoDB",
     "INSERT IGNORE INTO rekor_coordination (id, next_index, integrated) VALUES (0, 0, 0)",
 ];
+
+/// Adds `published_at` to a coordination table created before publication claims existed.
+const ADD_PUBLISHED_AT: &str =
+    "ALTER TABLE rekor_coordination ADD COLUMN published_at DATETIME(6) NULL";
+
+/// Grants a publication claim when the last one is at least `?` microseconds old by the database's
+/// clock (or there is none, or the interval is 0), stamping it with that clock. `UTC_TIMESTAMP(6)`
+/// and a `DATETIME` column avoid every session time-zone conversion. The row lock serialises
+/// concurrent claims, and the second re-evaluates the condition against the first's committed
+/// stamp. For a non-zero interval a matched row always gets a new value, so the affected-row count
+/// is the same whether or not the connection reports found rows.
+const CLAIM_PUBLICATION: &str = "UPDATE rekor_coordination SET published_at = UTC_TIMESTAMP(6) \
+     WHERE id = 0 AND (? = 0 OR published_at IS NULL \
+     OR published_at <= UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND)";
+
+/// The longest claim interval passed to the database: a century, in microseconds.
+const MAX_CLAIM_INTERVAL_MICROS: u64 = 100 * 366 * 86_400 * 1_000_000;
+
+/// MySQL's "unknown column" error.
+const ER_BAD_FIELD_ERROR: u16 = 1054;
+/// MySQL's "duplicate column name" error.
+const ER_DUP_FIELDNAME: u16 = 1060;
 
 /// The private half of an AWS log: durable sequencing and the dedup index in MySQL, shared safely by
 /// several frontends (see the [module docs](super) for the schema and costs).
@@ -114,6 +137,34 @@ fn dedup_insert(first: u64, leaves: &[SequenceLeaf]) -> String {
     sql
 }
 
+fn server_code(error: &mysql_async::Error) -> Option<u16> {
+    match error {
+        mysql_async::Error::Server(server) => Some(server.code),
+        _ => None,
+    }
+}
+
+/// Adds the `published_at` column if the coordination table predates it; a concurrent connect
+/// adding it first is fine.
+async fn ensure_published_at(conn: &mut impl Queryable) -> Result<()> {
+    let probe = conn
+        .query_drop("SELECT published_at FROM rekor_coordination WHERE id = 0")
+        .await;
+    match probe {
+        Ok(()) => Ok(()),
+        Err(error) if server_code(&error) == Some(ER_BAD_FIELD_ERROR) => {
+            tracing::info!("adding published_at to rekor_coordination");
+            match conn.query_drop(ADD_PUBLISHED_AT).await {
+                Err(error) if server_code(&error) != Some(ER_DUP_FIELDNAME) => {
+                    Err(mysql_error(error))
+                }
+                _ => Ok(()),
+            }
+        }
+        Err(error) => Err(mysql_error(error)),
+    }
+}
+
 impl MysqlCoordinator {
     /// Connects, creates the tables and the coordination row if missing, and checks the row.
     ///
@@ -137,7 +188,7 @@ impl MysqlCoordinator {
                 for statement in SCHEMA {
                     conn.query_drop(statement).await.map_err(mysql_error)?;
                 }
-                Ok(())
+                ensure_published_at(&mut conn).await
             })
             .await?;
         coordinator.state().await?;
@@ -361,6 +412,23 @@ impl Coordinator for MysqlCoordinator {
             .map_err(mysql_error)?;
             tx.commit().await.map_err(mysql_error)?;
             Ok(())
+        })
+        .await
+    }
+
+    /// One autocommit `UPDATE` (`CLAIM_PUBLICATION`) on the coordination row; granted when it
+    /// changed the row (always, for a zero interval).
+    async fn claim_publication(&self, min_interval: Duration) -> Result<bool> {
+        // Longer intervals are cut to a century, so the subtraction stays in the DATETIME range.
+        let interval = u64::try_from(min_interval.as_micros())
+            .unwrap_or(u64::MAX)
+            .min(MAX_CLAIM_INTERVAL_MICROS);
+        self.bounded("claim_publication", async {
+            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            conn.exec_drop(CLAIM_PUBLICATION, (interval, interval))
+                .await
+                .map_err(mysql_error)?;
+            Ok(interval == 0 || conn.affected_rows() == 1)
         })
         .await
     }

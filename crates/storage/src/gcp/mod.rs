@@ -11,10 +11,12 @@
 //! `ifGenerationMatch=<generation>`. GCS allows about one write per second to one object name, so the
 //! checkpoint must not be published more often than once a second (the server enforces this interval).
 //!
-//! **Sequencing.** Three tables, created on connect if missing (`CREATE TABLE IF NOT EXISTS`):
+//! **Sequencing.** Three tables, created on connect if missing (`CREATE TABLE IF NOT EXISTS`; a
+//! `RekorCoordination` table from before publication claims gets its `PublishedAt` column added):
 //!
 //! ```text
-//! RekorCoordination (Id INT64, NextIndex INT64, IntegratedSize INT64)  PRIMARY KEY (Id)   -- one row, Id = 0
+//! RekorCoordination (Id INT64, NextIndex INT64, IntegratedSize INT64,                     -- one row, Id = 0
+//!                    PublishedAt TIMESTAMP OPTIONS (allow_commit_timestamp = true))       PRIMARY KEY (Id)
 //! RekorSequenced    (FirstIndex INT64, LeafCount INT64, Leaves BYTES(MAX)) PRIMARY KEY (FirstIndex)
 //! RekorDedup        (DedupKey BYTES(32), LeafIndex INT64)               PRIMARY KEY (DedupKey)
 //! ```
@@ -29,6 +31,19 @@
 //! conflict on the coordination row, and Spanner aborts and retries one of them, so no index is given
 //! twice. [`crate::Coordinator::mark_integrated`] is a compare-and-swap of `IntegratedSize` in one
 //! transaction that also deletes the rows wholly below the new size.
+//!
+//! **Publication claims.** Frontends sharing the database take turns writing the checkpoint through
+//! [`crate::Coordinator::claim_publication`]: one read-write transaction with one DML statement,
+//!
+//! ```sql
+//! UPDATE RekorCoordination SET PublishedAt = PENDING_COMMIT_TIMESTAMP()
+//! WHERE Id = 0 AND (@interval = 0 OR PublishedAt IS NULL
+//!       OR TIMESTAMP_DIFF(CURRENT_TIMESTAMP(), PublishedAt, MICROSECOND) >= @interval)
+//! ```
+//!
+//! granted when it updated the row. The claim's time is its commit timestamp and its age is
+//! measured by Spanner's clock, so the frontends' clocks play no part; two concurrent claims
+//! conflict on the row and the retried one sees the winner's timestamp.
 //!
 //! **Credentials.** Without an endpoint override both clients use Application Default Credentials
 //! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's user credentials, or the metadata server).

@@ -38,12 +38,25 @@ const SEQUENCED: &str = "RekorSequenced";
 const DEDUP: &str = "RekorDedup";
 /// The key of the one coordination row.
 const COORDINATION_ID: i64 = 0;
+/// The coordination row's column holding the commit timestamp of the last publication claim.
+const PUBLISHED_AT: &str = "PublishedAt";
+/// Adds [`PUBLISHED_AT`] to a coordination table created before publication claims existed.
+const ADD_PUBLISHED_AT: &str = "ALTER TABLE RekorCoordination ADD COLUMN PublishedAt TIMESTAMP \
+     OPTIONS (allow_commit_timestamp = true)";
+
+/// Grants a claim, stamped with the commit timestamp, when the last one is at least `@interval`
+/// microseconds old by Spanner's clock (or there is none, or `@interval` is 0). Two concurrent
+/// claims conflict on the row; Spanner aborts one, and its retry sees the winner's claim.
+const CLAIM_PUBLICATION: &str = "UPDATE RekorCoordination SET PublishedAt = PENDING_COMMIT_TIMESTAMP() \
+     WHERE Id = 0 AND (@interval = 0 OR PublishedAt IS NULL \
+     OR TIMESTAMP_DIFF(CURRENT_TIMESTAMP(), PublishedAt, MICROSECOND) >= @interval)";
 
 const SCHEMA: [(&str, &str); 3] = [
     (
         COORDINATION,
         "CREATE TABLE IF NOT EXISTS RekorCoordination (\
-         Id INT64 NOT NULL, NextIndex INT64 NOT NULL, IntegratedSize INT64 NOT NULL\
+         Id INT64 NOT NULL, NextIndex INT64 NOT NULL, IntegratedSize INT64 NOT NULL, \
+         PublishedAt TIMESTAMP OPTIONS (allow_commit_timestamp = true)\
          ) PRIMARY KEY (Id)",
     ),
     (
@@ -395,36 +408,12 @@ async fn ensure_schema(config: &SpannerConfig) -> Result<()> {
     let admin = AdminClient::new(admin_config)
         .await
         .map_err(|e| unavailable(SPANNER, e))?;
-    let ddl = admin
-        .database()
-        .get_database_ddl(
-            GetDatabaseDdlRequest {
-                database: config.database.clone(),
-            },
-            None,
-        )
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .statements;
-    let exists = |table: &str| {
-        ddl.iter().any(|statement| {
-            statement
-                .strip_prefix("CREATE TABLE ")
-                .and_then(|rest| rest.strip_prefix(table))
-                .is_some_and(|rest| rest.starts_with([' ', '(']))
-        })
-    };
-    let missing: Vec<String> = SCHEMA
-        .iter()
-        .filter(|(table, _)| !exists(table))
-        .map(|(_, statement)| (*statement).to_owned())
-        .collect();
+    let missing = missing_statements(&read_ddl(&admin, &config.database).await?);
     if missing.is_empty() {
         return Ok(());
     }
-    tracing::info!(database = %config.database, tables = missing.len(), "creating Spanner tables");
-    let mut operation = admin
+    tracing::info!(database = %config.database, statements = ?missing, "updating the Spanner schema");
+    let result = match admin
         .database()
         .update_database_ddl(
             UpdateDatabaseDdlRequest {
@@ -435,9 +424,60 @@ async fn ensure_schema(config: &SpannerConfig) -> Result<()> {
             None,
         )
         .await
-        .map_err(status_error)?;
-    operation.wait(None).await.map_err(status_error)?;
-    Ok(())
+    {
+        Ok(mut operation) => operation.wait(None).await.map(drop),
+        Err(status) => Err(status),
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(status) if is_transient(&status) => Err(status_error(status)),
+        // Another frontend connecting at the same time may have made the same change first.
+        Err(status) => {
+            if missing_statements(&read_ddl(&admin, &config.database).await?).is_empty() {
+                tracing::debug!(database = %config.database, %status, "schema change raced another connect");
+                Ok(())
+            } else {
+                Err(status_error(status))
+            }
+        }
+    }
+}
+
+async fn read_ddl(admin: &AdminClient, database: &str) -> Result<Vec<String>> {
+    Ok(admin
+        .database()
+        .get_database_ddl(
+            GetDatabaseDdlRequest {
+                database: database.to_owned(),
+            },
+            None,
+        )
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .statements)
+}
+
+/// The DDL statements that bring a database with schema `ddl` up to date: the missing tables, and
+/// the [`PUBLISHED_AT`] column if the coordination table predates it.
+fn missing_statements(ddl: &[String]) -> Vec<String> {
+    let table = |name: &str| {
+        ddl.iter().find(|statement| {
+            statement
+                .strip_prefix("CREATE TABLE ")
+                .and_then(|rest| rest.strip_prefix(name))
+                .is_some_and(|rest| rest.starts_with([' ', '(']))
+        })
+    };
+    let mut missing: Vec<String> = SCHEMA
+        .iter()
+        .filter(|(name, _)| table(name).is_none())
+        .map(|(_, statement)| (*statement).to_owned())
+        .collect();
+    if table(COORDINATION).is_some_and(|statement| !statement.contains(PUBLISHED_AT)) {
+        missing.push(ADD_PUBLISHED_AT.to_owned());
+    }
+    missing
 }
 
 #[async_trait]
@@ -642,6 +682,26 @@ impl Coordinator for SpannerCoordinator {
         )
         .await
     }
+
+    /// One read-write transaction with one DML statement (`CLAIM_PUBLICATION`): the claim's
+    /// time is the commit timestamp and its age is measured by Spanner's clock, so the frontends'
+    /// clocks do not matter. Granted when the statement updated the row.
+    async fn claim_publication(&self, min_interval: Duration) -> Result<bool> {
+        // An interval beyond INT64 microseconds (292,000 years) never elapses.
+        let interval = i64::try_from(min_interval.as_micros()).unwrap_or(i64::MAX);
+        self.limited(
+            "claim_publication",
+            self.transact(|tx| {
+                Box::pin(async move {
+                    let mut statement = Statement::new(CLAIM_PUBLICATION);
+                    statement.add_param("interval", &interval);
+                    let updated = tx.update(statement).await?;
+                    Ok(Ok(updated == 1))
+                })
+            }),
+        )
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -687,6 +747,40 @@ mod tests {
         assert!(unpack(&[0, 0, 0, 1, 9], 2).is_err());
         assert!(unpack(&[0, 0], 1).is_err());
         assert_eq!(unpack(&[], 0).unwrap(), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn schema_updates_add_missing_tables_and_the_claim_column() {
+        // As the database reports its schema: no IF NOT EXISTS, its own layout.
+        let current: Vec<String> = [
+            "CREATE TABLE RekorCoordination (\n  Id INT64 NOT NULL,\n  NextIndex INT64 NOT NULL,\n  \
+             IntegratedSize INT64 NOT NULL,\n  PublishedAt TIMESTAMP OPTIONS (\n    \
+             allow_commit_timestamp = true\n  ),\n) PRIMARY KEY(Id)",
+            "CREATE TABLE RekorSequenced (\n  FirstIndex INT64 NOT NULL,\n) PRIMARY KEY(FirstIndex)",
+            "CREATE TABLE RekorDedup (\n  DedupKey BYTES(32) NOT NULL,\n) PRIMARY KEY(DedupKey)",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert!(missing_statements(&current).is_empty());
+        let older = vec![
+            "CREATE TABLE RekorCoordination (\n  Id INT64 NOT NULL,\n  NextIndex INT64 NOT NULL,\n  \
+             IntegratedSize INT64 NOT NULL,\n) PRIMARY KEY(Id)"
+                .to_owned(),
+            "CREATE TABLE RekorDedup (\n  DedupKey BYTES(32) NOT NULL,\n  LeafIndex INT64 NOT NULL,\n) \
+             PRIMARY KEY(DedupKey)"
+                .to_owned(),
+        ];
+        assert_eq!(
+            missing_statements(&older),
+            vec![SCHEMA[1].1.to_owned(), ADD_PUBLISHED_AT.to_owned()]
+        );
+        assert_eq!(
+            missing_statements(&[]),
+            SCHEMA
+                .iter()
+                .map(|(_, s)| (*s).to_owned())
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
