@@ -123,7 +123,8 @@ impl LogStats {
     pub fn pushbacks(&self) -> u64 {
         self.pushbacks.load(Ordering::Relaxed)
     }
-    /// Checkpoints published since start.
+    /// Checkpoints this log wrote since start (not counting those another frontend wrote and
+    /// this one adopted).
     pub fn checkpoints(&self) -> u64 {
         self.checkpoints.load(Ordering::Relaxed)
     }

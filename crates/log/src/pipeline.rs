@@ -54,6 +54,9 @@ pub(crate) struct Pipeline {
     failing: bool,
     /// While failing, no retry before this instant.
     retry_after: Option<Instant>,
+    /// The last stored checkpoint seen to be a verified prefix of this tree, while this frontend
+    /// waits for its own turn to publish: it already covers the waiters below its size.
+    covering: Option<Arc<PublishedCheckpoint>>,
     /// Shutting down: publish what is left without claiming (one last write is worth more than
     /// the storage's rate limit).
     draining: bool,
@@ -84,6 +87,7 @@ impl Pipeline {
             failing: false,
             retry_after: None,
             draining: false,
+            covering: None,
         }
     }
 
@@ -313,6 +317,11 @@ impl Pipeline {
         let checkpoint = match result {
             Ok(Some(checkpoint)) => checkpoint,
             Ok(None) => {
+                if let Some(covering) = self.covering.take() {
+                    self.answer_covered(&covering)
+                        .instrument(span.clone())
+                        .await;
+                }
                 // Another frontend claimed this checkpoint write or keeps winning the swap: look
                 // again shortly, to take its checkpoint once it covers these entries, or to write.
                 let poll = (self.config.checkpoint_interval / 4)
@@ -333,7 +342,6 @@ impl Pipeline {
         };
         self.failing = false;
         self.retry_after = None;
-        self.stats.record_checkpoint();
 
         self.record_integrated(checkpoint.size)
             .instrument(span.clone())
@@ -396,13 +404,11 @@ impl Pipeline {
         // just published, and its next checkpoint covers everything sequenced before its batch,
         // so waiting a moment (None) beats racing on.
         const ATTEMPTS: usize = 4;
+        self.covering = None;
         for _ in 0..ATTEMPTS {
-            let objects = self.integrator.write(self.storage.as_ref()).await?;
-            self.stats.record_objects_written(objects);
             let interval = self.config.checkpoint_interval;
-            let claimed = interval.is_zero()
-                || self.draining
-                || self
+            if !interval.is_zero() && !self.draining {
+                let claimed = self
                     .coordinator
                     .claim_publication(interval)
                     .await
@@ -411,12 +417,26 @@ impl Pipeline {
                         warn!(error = %e, "claiming the checkpoint write failed");
                         false
                     });
-            if !claimed {
-                return match self.storage.read_checkpoint().await? {
-                    Some(stored) => self.reconcile_with_stored(stored).await,
-                    None => Ok(None),
-                };
+                if !claimed {
+                    self.write_pending().await?;
+                    return match self.storage.read_checkpoint().await? {
+                        Some(stored) => self.reconcile_with_stored(stored).await,
+                        None => Ok(None),
+                    };
+                }
+                // This write is the only one for a while: take in what the other frontends
+                // sequenced, so that it also covers the entries they are waiting on.
+                match self.coordinator.state().await {
+                    Ok(state) if state.sequenced > self.integrator.size().get() => {
+                        if let Err(e) = self.advance(state.sequenced).await {
+                            warn!(error = %e, "taking in entries sequenced elsewhere failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "reading the sequencing state failed"),
+                }
             }
+            let objects = self.write_pending().await?;
             let size = self.integrator.size();
             let root = self.integrator.root();
             match self
@@ -426,6 +446,7 @@ impl Pipeline {
             {
                 Ok(checkpoint) => {
                     debug!(objects, "checkpoint published");
+                    self.stats.record_checkpoint();
                     return Ok(Some(checkpoint));
                 }
                 Err(LogError::Storage(e))
@@ -443,6 +464,13 @@ impl Pipeline {
             }
         }
         Ok(None)
+    }
+
+    /// Writes the objects changed since the last write, and counts them.
+    async fn write_pending(&mut self) -> Result<usize, LogError> {
+        let objects = self.integrator.write(self.storage.as_ref()).await?;
+        self.stats.record_objects_written(objects);
+        Ok(objects)
     }
 
     /// Proves inclusion reading the tiles missing from `tiles` from storage.
@@ -641,7 +669,49 @@ impl Pipeline {
             return Ok(Some(published));
         }
         self.publisher.adopt(stored.version);
+        self.covering = Some(Arc::new(PublishedCheckpoint {
+            size: checkpoint.size,
+            root: rekor_tlog::Hash(checkpoint.root),
+            note: stored.data,
+        }));
         Ok(None)
+    }
+
+    /// Answers the waiters that `covering` (a stored checkpoint another frontend published,
+    /// checked against this tree) already includes, with proofs for its tree size.
+    async fn answer_covered(&mut self, covering: &Arc<PublishedCheckpoint>) {
+        let (covered, waiting): (Vec<Waiter>, Vec<Waiter>) = self
+            .waiters
+            .drain(..)
+            .partition(|w| w.index < covering.size);
+        self.waiters = waiting;
+        if covered.is_empty() {
+            return;
+        }
+        let size = TreeSize::new(covering.size);
+        let mut tiles = self.integrator.proof_tiles();
+        for waiter in covered {
+            let reply = self
+                .prove_from_storage(
+                    &mut tiles,
+                    waiter.index,
+                    size,
+                    &waiter.leaf_hash,
+                    &covering.root,
+                )
+                .await
+                .map(|proof| Appended {
+                    index: waiter.index,
+                    leaf_hash: waiter.leaf_hash,
+                    proof,
+                    checkpoint: Arc::clone(covering),
+                });
+            if let Err(e) = &reply {
+                self.stats.record_proof_failure();
+                error!(index = waiter.index, error = %e, "inclusion proof failed to verify");
+            }
+            let _ = waiter.reply.send(reply);
+        }
     }
 }
 
