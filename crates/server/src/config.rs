@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Largest accepted request body in bytes, for HTTP and gRPC alike.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_request_body_size: usize,
+    /// Memory (bytes) for caching full tiles and entry bundles served by the read API; their
+    /// bytes never change once written. Zero turns the cache off (partial tiles are never cached)
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub tile_cache_size: usize,
     /// Log level: trace, debug, info, warn or error (`RUST_LOG` overrides it).
     #[arg(long, default_value = "info")]
     pub log_level: String,

@@ -18,6 +18,7 @@ pub mod metrics;
 mod run;
 mod serve;
 mod service;
+mod tile_cache;
 pub mod tls;
 
 use axum::Router;

@@ -339,7 +339,8 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         identity.log_id,
         metrics.clone(),
         args.max_request_body_size,
-    );
+    )
+    .with_tile_cache(args.tile_cache_size);
 
     let (http_listener, http_address) =
         bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;

@@ -15,6 +15,7 @@ use rekor_tlog::TilePath;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::tile_cache::TileCache;
 use rekor_api::entries_input;
 
 /// Everything a request handler needs; cloned into each handler.
@@ -31,6 +32,7 @@ struct AppInner {
     log_id: [u8; 32],
     metrics: Metrics,
     max_request_body_size: usize,
+    tiles: Option<TileCache>,
 }
 
 impl AppState {
@@ -51,8 +53,19 @@ impl AppState {
                 log_id,
                 metrics,
                 max_request_body_size,
+                tiles: None,
             }),
         }
+    }
+
+    /// The same state with a cache of up to `bytes` of full tiles in front of the storage
+    /// (zero: none). Call before cloning the state into handlers.
+    #[must_use]
+    pub fn with_tile_cache(mut self, bytes: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.tiles = TileCache::new(bytes);
+        }
+        self
     }
 
     /// The metrics.
@@ -167,8 +180,21 @@ impl AppState {
         let parsed = TilePath::parse(path)
             .map_err(|e| ApiError::NotFound(format!("not a tile path: {e}")))?;
         let canonical = parsed.path();
+        let cache = self
+            .inner
+            .tiles
+            .as_ref()
+            .filter(|_| TileCache::is_cacheable(&canonical));
+        if let Some(data) = cache.and_then(|c| c.get(&canonical)) {
+            return Ok((data, ObjectKind::Tile));
+        }
         match self.inner.storage.read(&canonical).await {
-            Ok(data) => Ok((data, ObjectKind::Tile)),
+            Ok(data) => {
+                if let Some(cache) = cache {
+                    cache.insert(&canonical, data.clone());
+                }
+                Ok((data, ObjectKind::Tile))
+            }
             Err(e) => Err(storage_error(e)),
         }
     }
