@@ -5,7 +5,6 @@
 //! (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`, ...).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -55,14 +54,7 @@ struct InfoArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Info(args) => {
-            let identity = rekor_server::identity(&args.server, None)?;
-            #[allow(clippy::print_stdout, reason = "printing is what `info` is for")]
-            {
-                print!("{}", identity.describe(SystemTime::now()));
-            }
-            Ok(())
-        }
+        Command::Info(args) => Ok(rekor_server::print_identity(&args.server, None)?),
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);
             let storage = S3Storage::connect(S3Config::from_env(&args.aws_bucket))

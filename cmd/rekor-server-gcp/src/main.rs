@@ -4,7 +4,7 @@
 //! build one tree. Emulators are used when `STORAGE_EMULATOR_HOST` / `SPANNER_EMULATOR_HOST` are set.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -56,14 +56,7 @@ struct InfoArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Info(args) => {
-            let identity = rekor_server::identity(&args.server, None)?;
-            #[allow(clippy::print_stdout, reason = "printing is what `info` is for")]
-            {
-                print!("{}", identity.describe(SystemTime::now()));
-            }
-            Ok(())
-        }
+        Command::Info(args) => Ok(rekor_server::print_identity(&args.server, None)?),
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);
             let storage = GcsStorage::connect(GcsConfig::new(&args.gcp_bucket))

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -45,12 +44,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Info(args) => {
             std::fs::create_dir_all(&args.storage_dir)
                 .with_context(|| format!("creating {}", args.storage_dir.display()))?;
-            let identity = rekor_server::identity(&args.server, Some(&args.storage_dir))?;
-            #[allow(clippy::print_stdout, reason = "printing is what `info` is for")]
-            {
-                print!("{}", identity.describe(SystemTime::now()));
-            }
-            Ok(())
+            Ok(rekor_server::print_identity(
+                &args.server,
+                Some(&args.storage_dir),
+            )?)
         }
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);

@@ -29,7 +29,8 @@ use axum::routing::get;
 
 pub use config::ServerArgs;
 pub use run::{
-    Backend, RunError, RunningServer, identity, init_tracing, run, run_until, signer, start,
+    Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
+    signer, start,
 };
 pub use service::AppState;
 

@@ -142,6 +142,20 @@ pub fn identity(
     Ok(LogIdentity::of(&signer, &args.hostname, args.http_port))
 }
 
+/// Prints [`identity`]'s description on stdout: what the `info` subcommand of every server does.
+///
+/// # Errors
+///
+/// As [`signer`].
+pub fn print_identity(args: &ServerArgs, generated_key_dir: Option<&Path>) -> Result<(), RunError> {
+    let identity = identity(args, generated_key_dir)?;
+    #[allow(clippy::print_stdout, reason = "printing is what `info` is for")]
+    {
+        print!("{}", identity.describe(SystemTime::now()));
+    }
+    Ok(())
+}
+
 fn log_config(args: &ServerArgs, backend: &Backend) -> Result<LogConfig, RunError> {
     if args.batch_max_size == 0 {
         return Err(RunError::Flag {

@@ -35,6 +35,8 @@ mod error;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod memory;
+#[cfg(any(feature = "gcp", feature = "aws"))]
+mod packed;
 #[cfg(feature = "posix")]
 pub mod posix;
 

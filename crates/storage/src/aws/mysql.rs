@@ -9,6 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts};
 
 use super::{AwsError, MYSQL_BACKEND, MysqlConfig, mysql_error, timeout};
+use crate::packed;
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
 
 /// Dedup keys per `INSERT` / `SELECT … IN` statement, to keep statements well under
@@ -82,37 +83,17 @@ fn count(n: usize) -> Result<u64> {
     u64::try_from(n).map_err(|_| inconsistent("batch length does not fit in u64"))
 }
 
-/// Packs leaves as `u32` big-endian length + bytes, one after another.
+/// Packs a batch into one cell (see [`crate::packed`]).
 fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<u8>> {
-    let total = leaves.iter().map(|l| l.data.len() + 4).sum();
-    let mut packed = Vec::with_capacity(total);
+    let mut packed = Vec::with_capacity(leaves.iter().map(|l| packed::packed_len(&l.data)).sum());
     for leaf in leaves {
-        let len =
-            u32::try_from(leaf.data.len()).map_err(|_| inconsistent("a leaf longer than 4 GiB"))?;
-        packed.extend_from_slice(&len.to_be_bytes());
-        packed.extend_from_slice(&leaf.data);
+        packed::push(&mut packed, &leaf.data, MYSQL_BACKEND)?;
     }
     Ok(packed)
 }
 
 fn unpack(packed: &[u8], expected: u64) -> Result<Vec<Bytes>> {
-    let corrupt = || Error::Corrupt {
-        backend: MYSQL_BACKEND,
-        what: "sequenced batch",
-    };
-    let mut leaves = Vec::new();
-    let mut rest = packed;
-    while !rest.is_empty() {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(corrupt)?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| corrupt())?;
-        let (leaf, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
-        leaves.push(Bytes::copy_from_slice(leaf));
-        rest = tail;
-    }
-    if count(leaves.len())? != expected {
-        return Err(corrupt());
-    }
-    Ok(leaves)
+    packed::unpack(packed, expected, MYSQL_BACKEND)
 }
 
 fn hex(bytes: &[u8]) -> String {

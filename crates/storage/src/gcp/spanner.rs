@@ -24,6 +24,7 @@ use gcloud_spanner::transaction::Transaction;
 use gcloud_spanner::transaction_rw::ReadWriteTransaction;
 
 use super::{DEFAULT_TIMEOUT, SPANNER, other, unavailable, with_timeout};
+use crate::packed;
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
 
 /// The standard variable that points Spanner clients at an emulator (`host:port` of its gRPC server).
@@ -227,8 +228,7 @@ struct Chunk {
 fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<Chunk>> {
     let mut chunks: Vec<Chunk> = Vec::new();
     for (position, leaf) in (0u64..).zip(leaves) {
-        let length = u32::try_from(leaf.data.len()).map_err(|_| corrupt("leaf over 4 GiB"))?;
-        let size = leaf.data.len() + 4;
+        let size = packed::packed_len(&leaf.data);
         let fits = chunks
             .last()
             .is_some_and(|last| last.packed.len() + size <= MAX_CHUNK_BYTES);
@@ -240,8 +240,7 @@ fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<Chunk>> {
             });
         }
         if let Some(chunk) = chunks.last_mut() {
-            chunk.packed.extend_from_slice(&length.to_be_bytes());
-            chunk.packed.extend_from_slice(&leaf.data);
+            packed::push(&mut chunk.packed, &leaf.data, SPANNER)?;
             chunk.count += 1;
         }
     }
@@ -250,27 +249,7 @@ fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<Chunk>> {
 
 /// Splits a packed row into its leaves; the count must match.
 fn unpack(packed: &[u8], count: u64) -> Result<Vec<Bytes>> {
-    let packed = Bytes::copy_from_slice(packed);
-    let mut leaves = Vec::new();
-    let mut rest = packed.clone();
-    while !rest.is_empty() {
-        let length = rest
-            .get(..4)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .ok_or_else(|| corrupt("truncated sequenced leaf length"))?;
-        let length = usize::try_from(u32::from_be_bytes(length))
-            .map_err(|_| corrupt("sequenced leaf length"))?;
-        let end = 4usize
-            .checked_add(length)
-            .filter(|end| *end <= rest.len())
-            .ok_or_else(|| corrupt("truncated sequenced leaf"))?;
-        leaves.push(rest.slice(4..end));
-        rest = rest.slice(end..);
-    }
-    if u64::try_from(leaves.len()).ok() != Some(count) {
-        return Err(corrupt("sequenced leaf count"));
-    }
-    Ok(leaves)
+    packed::unpack(packed, count, SPANNER)
 }
 
 /// A small random delay factor for retry backoff, without an RNG dependency.
