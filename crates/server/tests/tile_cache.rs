@@ -3,14 +3,12 @@
 #![allow(clippy::unwrap_used, reason = "test code")]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use clap::Parser;
 use rekor_server::{Backend, ServerArgs};
+use rekor_storage::fault::{FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
-use rekor_storage::{Object, ObjectVersion, Storage, Versioned};
+use rekor_storage::{Object, Storage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,34 +16,6 @@ use tokio::net::TcpStream;
 struct Cli {
     #[command(flatten)]
     server: ServerArgs,
-}
-
-/// Memory storage that counts reads.
-#[derive(Debug, Default)]
-struct CountingStorage {
-    inner: MemoryStorage,
-    reads: AtomicUsize,
-}
-
-#[async_trait]
-impl Storage for CountingStorage {
-    async fn write_objects(&self, objects: Vec<Object>) -> rekor_storage::Result<()> {
-        self.inner.write_objects(objects).await
-    }
-    async fn read(&self, path: &str) -> rekor_storage::Result<Bytes> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.read(path).await
-    }
-    async fn read_checkpoint(&self) -> rekor_storage::Result<Option<Versioned>> {
-        self.inner.read_checkpoint().await
-    }
-    async fn write_checkpoint(
-        &self,
-        data: Bytes,
-        expected: Option<&ObjectVersion>,
-    ) -> rekor_storage::Result<ObjectVersion> {
-        self.inner.write_checkpoint(data, expected).await
-    }
 }
 
 async fn get(address: std::net::SocketAddr, path: &str) -> Vec<u8> {
@@ -65,8 +35,10 @@ async fn get(address: std::net::SocketAddr, path: &str) -> Vec<u8> {
 
 /// Serves a read-only log whose storage holds one full and one partial tile; returns how many
 /// storage reads two fetches of each caused.
-async fn reads_for_two_fetches(cache_flag: &[&str]) -> (usize, usize) {
-    let storage = Arc::new(CountingStorage::default());
+async fn reads_for_two_fetches(cache_flag: &[&str]) -> (u64, u64) {
+    // The fault wrapper, with no fault armed, counts the calls that reach the storage.
+    let storage = Arc::new(FaultyStorage::new(MemoryStorage::default()));
+    let reads = storage.handle();
     let full = vec![7u8; 256 * 32];
     let partial = vec![9u8; 3 * 32];
     storage
@@ -102,11 +74,11 @@ async fn reads_for_two_fetches(cache_flag: &[&str]) -> (usize, usize) {
     for _ in 0..2 {
         assert_eq!(get(address, "/api/v2/tile/0/000").await, full);
     }
-    let full_reads = storage.reads.swap(0, Ordering::SeqCst);
+    let full_reads = reads.calls(Operation::Read);
     for _ in 0..2 {
         assert_eq!(get(address, "/api/v2/tile/0/001.p/3").await, partial);
     }
-    let partial_reads = storage.reads.load(Ordering::SeqCst);
+    let partial_reads = reads.calls(Operation::Read) - full_reads;
     server.stop().await;
     (full_reads, partial_reads)
 }
