@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use rekor_log::{Appended, Log, LogConfig, LogError};
-use rekor_note::{KeyName, LogSigner, Origin};
+use rekor_note::Origin;
 use rekor_storage::fault::{FaultHandle, FaultyCoordinator, FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::posix::PosixBackend;
@@ -38,17 +38,11 @@ use rekor_tlog::{
     leaf_hash, verify_consistency, verify_inclusion,
 };
 
-const ORIGIN: &str = "faults.test.example";
+mod support;
+use support::{ORIGIN, signer};
 
 /// The longest any test waits for the pipeline to settle.
 const SETTLE: Duration = Duration::from_secs(10);
-
-fn signer() -> Arc<LogSigner> {
-    Arc::new(LogSigner::from_ed25519_seed(
-        [11; 32],
-        KeyName::new(ORIGIN).unwrap(),
-    ))
-}
 
 fn config() -> LogConfig {
     LogConfig {

@@ -13,36 +13,24 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rekor_log::{Appended, Log, LogConfig};
-use rekor_note::{KeyName, LogSigner, Origin};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::{Coordinator, Storage};
 use rekor_tlog::{Hash, LeafIndex, MemoryTree, TreeSize, leaf_hash, verify_inclusion};
 
-const ORIGIN: &str = "log.test.example";
-
-fn signer() -> Arc<LogSigner> {
-    Arc::new(LogSigner::from_ed25519_seed(
-        [7; 32],
-        KeyName::new(ORIGIN).unwrap(),
-    ))
-}
+mod support;
+use support::signer;
 
 async fn open(
     storage: &Arc<MemoryStorage>,
     coordinator: &Arc<MemoryCoordinator>,
     config: LogConfig,
 ) -> Log {
-    let storage: Arc<dyn Storage> = Arc::clone(storage) as Arc<dyn Storage>;
-    let coordinator: Arc<dyn Coordinator> = Arc::clone(coordinator) as Arc<dyn Coordinator>;
-    Log::open(
-        storage,
-        coordinator,
-        signer(),
-        Origin::new(ORIGIN).unwrap(),
+    support::open_with(
+        Arc::clone(storage) as Arc<dyn Storage>,
+        Arc::clone(coordinator) as Arc<dyn Coordinator>,
         config,
     )
     .await
-    .unwrap()
 }
 
 fn entry(frontend: usize, task: usize, n: usize) -> Bytes {

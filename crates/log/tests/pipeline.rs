@@ -9,35 +9,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use rekor_log::{Log, LogConfig, LogError};
-use rekor_note::{KeyName, LogSigner, Origin};
+use rekor_note::{KeyName, LogSigner};
 use rekor_storage::fault::{FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::{Coordinator, SequenceLeaf, Storage};
 use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
 
-const ORIGIN: &str = "log.test.example";
-
-fn signer() -> Arc<LogSigner> {
-    Arc::new(LogSigner::from_ed25519_seed(
-        [7; 32],
-        KeyName::new(ORIGIN).unwrap(),
-    ))
-}
-
-fn origin() -> Origin {
-    Origin::new(ORIGIN).unwrap()
-}
+mod support;
+use support::{ORIGIN, origin, signer};
 
 async fn open(storage: Arc<dyn Storage>, coordinator: Arc<dyn Coordinator>) -> Log {
-    Log::open(
-        storage,
-        coordinator,
-        signer(),
-        origin(),
-        LogConfig::default(),
-    )
-    .await
-    .unwrap()
+    support::open_with(storage, coordinator, LogConfig::default()).await
 }
 
 fn entry(n: usize) -> Bytes {
