@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rekor_note::Checkpoint;
 use rekor_storage::{Coordinator, SequenceLeaf, Storage, Versioned};
 use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, inclusion_proof, verify_inclusion};
 use tokio::sync::{mpsc, oneshot};
@@ -467,7 +468,7 @@ impl Pipeline {
     }
 
     /// Writes the objects changed since the last write, and counts them.
-    async fn write_pending(&mut self) -> Result<usize, LogError> {
+    pub(crate) async fn write_pending(&mut self) -> Result<usize, LogError> {
         let objects = self.integrator.write(self.storage.as_ref()).await?;
         self.stats.record_objects_written(objects);
         Ok(objects)
@@ -635,25 +636,9 @@ impl Pipeline {
         if checkpoint.size > self.integrator.size().get() {
             self.advance(checkpoint.size).await?;
         }
-        // The root check below may read tiles of this tree from storage.
-        self.integrator.write(self.storage.as_ref()).await?;
+        let root = self.check_prefix(&checkpoint).await?;
         let size = self.integrator.size();
         let old_size = TreeSize::new(checkpoint.size);
-        let root = if old_size == size {
-            self.integrator.root()
-        } else {
-            let mut tiles = self.integrator.proof_tiles();
-            crate::tiles::with_stored_tiles(self.storage.as_ref(), size, &mut tiles, |reader| {
-                rekor_tlog::tree_root(old_size, reader)
-            })
-            .await?
-        };
-        if root.0 != checkpoint.root {
-            return Err(LogError::inconsistent(format!(
-                "stored checkpoint for size {} does not match this log's tree",
-                checkpoint.size
-            )));
-        }
         debug!(
             size = checkpoint.size,
             "taking over the stored checkpoint's version"
@@ -675,6 +660,36 @@ impl Pipeline {
             note: stored.data,
         }));
         Ok(None)
+    }
+
+    /// Checks that `checkpoint` commits to a prefix of this tree (its root is the root of the
+    /// tree's first `checkpoint.size` leaves) and returns that root. Writes pending objects
+    /// first: for a smaller size the root is computed from tiles, some read from storage.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Inconsistent`] when the roots differ: the log must not sign on top of it.
+    pub(crate) async fn check_prefix(&mut self, checkpoint: &Checkpoint) -> Result<Hash, LogError> {
+        self.write_pending().await?;
+        let size = self.integrator.size();
+        let old_size = TreeSize::new(checkpoint.size);
+        let root = if old_size == size {
+            self.integrator.root()
+        } else {
+            let mut tiles = self.integrator.proof_tiles();
+            crate::tiles::with_stored_tiles(self.storage.as_ref(), size, &mut tiles, |reader| {
+                rekor_tlog::tree_root(old_size, reader)
+            })
+            .await?
+        };
+        if root.0 != checkpoint.root {
+            return Err(LogError::inconsistent(format!(
+                "stored checkpoint for size {} has root {}, this log's tree has {root} there",
+                checkpoint.size,
+                Hash(checkpoint.root),
+            )));
+        }
+        Ok(root)
     }
 
     /// Answers the waiters that `covering` (a stored checkpoint another frontend published,

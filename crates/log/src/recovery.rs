@@ -7,7 +7,6 @@ use rekor_note::{LogSigner, Origin};
 use rekor_storage::{Coordinator, Storage};
 use rekor_tlog::{
     BundleBuilder, BundleId, FULL_TILE_WIDTH, TileIndex, TileMap, TileWidth, TreeBuilder, TreeSize,
-    tree_root,
 };
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -111,29 +110,11 @@ impl Log {
         pipeline.advance(state.sequenced).await?;
         // The recovered objects are identical to any written before the crash; write them so
         // the stored checkpoint can be checked against the stored tiles.
-        pipeline.integrator.write(storage.as_ref()).await?;
-
-        let size = pipeline.integrator.size();
+        pipeline.write_pending().await?;
         if let Some((checkpoint, _)) = &stored_checkpoint {
-            let old_size = TreeSize::new(checkpoint.size);
-            let old_root = if old_size == size {
-                pipeline.integrator.root()
-            } else {
-                let mut map = pipeline.integrator.proof_tiles();
-                with_stored_tiles(storage.as_ref(), size, &mut map, |reader| {
-                    tree_root(old_size, reader)
-                })
-                .await?
-            };
-            if old_root.0 != checkpoint.root {
-                return Err(LogError::inconsistent(format!(
-                    "stored checkpoint for size {} has root {}, the stored tree has {}",
-                    checkpoint.size,
-                    rekor_tlog::Hash(checkpoint.root),
-                    old_root
-                )));
-            }
+            pipeline.check_prefix(checkpoint).await?;
         }
+        let size = pipeline.integrator.size();
 
         let published_size = if stored_checkpoint
             .as_ref()
