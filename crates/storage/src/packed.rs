@@ -46,6 +46,58 @@ pub(crate) fn unpack(packed: &[u8], count: u64, backend: &'static str) -> Result
     Ok(leaves)
 }
 
+/// Gathers the leaves `from..to` out of packed rows read in index order (rows may start before
+/// `from` and end after `to`); a gap is [`Error::NotFound`] naming the first missing index.
+pub(crate) struct LeafRange {
+    from: u64,
+    to: u64,
+    leaves: Vec<Bytes>,
+    backend: &'static str,
+}
+
+impl LeafRange {
+    pub(crate) fn new(from: u64, to: u64, backend: &'static str) -> Self {
+        LeafRange {
+            from,
+            to,
+            leaves: Vec::new(),
+            backend,
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.from + u64::try_from(self.leaves.len()).unwrap_or(u64::MAX)
+    }
+
+    fn missing(&self) -> Error {
+        Error::NotFound {
+            path: format!("sequenced leaf {}", self.next()),
+        }
+    }
+
+    /// Takes the wanted leaves of the row holding `count` leaves from index `first`.
+    pub(crate) fn push_row(&mut self, first: u64, count: u64, packed: &[u8]) -> Result<()> {
+        for (index, leaf) in (first..).zip(unpack(packed, count, self.backend)?) {
+            if index < self.from || index >= self.to {
+                continue;
+            }
+            if index != self.next() {
+                return Err(self.missing());
+            }
+            self.leaves.push(leaf);
+        }
+        Ok(())
+    }
+
+    /// The leaves, if every index in the range was found.
+    pub(crate) fn finish(self) -> Result<Vec<Bytes>> {
+        if self.next() != self.to {
+            return Err(self.missing());
+        }
+        Ok(self.leaves)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail by panicking")]
@@ -71,5 +123,35 @@ mod tests {
         );
         assert!(unpack(&[0, 0], 1, "test").is_err(), "truncated length");
         assert_eq!(unpack(&[], 0, "test").unwrap(), Vec::<Bytes>::new());
+    }
+
+    fn row(leaves: &[&[u8]]) -> Vec<u8> {
+        let mut packed = Vec::new();
+        for leaf in leaves {
+            push(&mut packed, leaf, "test").unwrap();
+        }
+        packed
+    }
+
+    #[test]
+    fn a_range_takes_what_it_wants_from_rows_and_names_the_first_gap() {
+        let mut range = LeafRange::new(1, 4, "test");
+        range.push_row(0, 2, &row(&[b"a", b"b"])).unwrap();
+        range.push_row(2, 3, &row(&[b"c", b"d", b"e"])).unwrap();
+        let leaves = range.finish().unwrap();
+        assert_eq!(
+            leaves,
+            vec![Bytes::from("b"), Bytes::from("c"), Bytes::from("d")]
+        );
+
+        let mut gap = LeafRange::new(0, 4, "test");
+        gap.push_row(0, 1, &row(&[b"a"])).unwrap();
+        let error = gap.push_row(2, 1, &row(&[b"c"])).unwrap_err();
+        assert!(matches!(error, Error::NotFound { path } if path == "sequenced leaf 1"));
+
+        let mut short = LeafRange::new(0, 3, "test");
+        short.push_row(0, 2, &row(&[b"a", b"b"])).unwrap();
+        let error = short.finish().unwrap_err();
+        assert!(matches!(error, Error::NotFound { path } if path == "sequenced leaf 2"));
     }
 }

@@ -92,10 +92,6 @@ fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<u8>> {
     Ok(packed)
 }
 
-fn unpack(packed: &[u8], expected: u64) -> Result<Vec<Bytes>> {
-    packed::unpack(packed, expected, MYSQL_BACKEND)
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -335,23 +331,11 @@ impl Coordinator for MysqlCoordinator {
                 .await
                 .map_err(mysql_error)?;
             tx.commit().await.map_err(mysql_error)?;
-            let mut out = Vec::new();
-            let mut next = from;
+            let mut range = packed::LeafRange::new(from, to, MYSQL_BACKEND);
             for (first, leaf_count, packed) in rows {
-                if first > next {
-                    return Err(not_found(next));
-                }
-                let leaves = unpack(&packed, leaf_count)?;
-                let skip = usize::try_from(next - first).map_err(|_| not_found(next))?;
-                let end = first.saturating_add(leaf_count).min(to);
-                let take = usize::try_from(end - next).map_err(|_| not_found(next))?;
-                out.extend(leaves.into_iter().skip(skip).take(take));
-                next = end;
+                range.push_row(first, leaf_count, &packed)?;
             }
-            if next < to {
-                return Err(not_found(next));
-            }
-            Ok(out)
+            range.finish()
         })
         .await
     }
@@ -431,13 +415,13 @@ mod tests {
         let leaves = [leaf(1, b""), leaf(2, b"abc"), leaf(3, &[0u8; 300])];
         let packed = pack(&leaves).unwrap();
         assert_eq!(packed.len(), 4 * 3 + 3 + 300);
-        let unpacked = unpack(&packed, 3).unwrap();
+        let unpacked = packed::unpack(&packed, 3, MYSQL_BACKEND).unwrap();
         assert_eq!(
             unpacked,
             leaves.iter().map(|l| l.data.clone()).collect::<Vec<_>>()
         );
-        assert!(unpack(&packed, 2).is_err());
-        assert!(unpack(packed.get(..packed.len() - 1).unwrap(), 3).is_err());
+        assert!(packed::unpack(&packed, 2, MYSQL_BACKEND).is_err());
+        assert!(packed::unpack(packed.get(..packed.len() - 1).unwrap(), 3, MYSQL_BACKEND).is_err());
     }
 
     #[test]

@@ -247,11 +247,6 @@ fn pack(leaves: &[SequenceLeaf]) -> Result<Vec<Chunk>> {
     Ok(chunks)
 }
 
-/// Splits a packed row into its leaves; the count must match.
-fn unpack(packed: &[u8], count: u64) -> Result<Vec<Bytes>> {
-    packed::unpack(packed, count, SPANNER)
-}
-
 /// A small random delay factor for retry backoff, without an RNG dependency.
 fn jitter(base: Duration) -> Duration {
     let random = std::collections::hash_map::RandomState::new()
@@ -599,29 +594,19 @@ impl Coordinator for SpannerCoordinator {
             statement.add_param("from", &to_i64(from)?);
             statement.add_param("to", &to_i64(to)?);
             let mut rows = tx.query(statement).await.map_err(status_error)?;
-            let mut leaves = Vec::new();
-            let mut expected = from;
+            let mut range = packed::LeafRange::new(from, to, SPANNER);
             while let Some(row) = rows.next().await.map_err(status_error)? {
                 let parse = |e: gcloud_spanner::row::Error| spanner_error(e.into());
                 let first: i64 = row.column_by_name("FirstIndex").map_err(parse)?;
                 let count: i64 = row.column_by_name("LeafCount").map_err(parse)?;
                 let packed: Vec<u8> = row.column_by_name("Leaves").map_err(parse)?;
-                let first = to_u64(first, "negative sequenced index")?;
-                for (index, leaf) in (first..).zip(unpack(&packed, to_u64(count, "leaf count")?)?) {
-                    if index < from || index >= to {
-                        continue;
-                    }
-                    if index != expected {
-                        return Err(not_found(expected));
-                    }
-                    leaves.push(leaf);
-                    expected += 1;
-                }
+                range.push_row(
+                    to_u64(first, "negative sequenced index")?,
+                    to_u64(count, "leaf count")?,
+                    &packed,
+                )?;
             }
-            if expected != to {
-                return Err(not_found(expected));
-            }
-            Ok(leaves)
+            range.finish()
         })
         .await
     }
@@ -714,7 +699,7 @@ mod tests {
         );
         let unpacked: Vec<Bytes> = chunks
             .iter()
-            .flat_map(|c| unpack(&c.packed, c.count).unwrap())
+            .flat_map(|c| packed::unpack(&c.packed, c.count, SPANNER).unwrap())
             .collect();
         let original: Vec<Bytes> = leaves.into_iter().map(|l| l.data).collect();
         assert_eq!(unpacked, original);
@@ -722,10 +707,13 @@ mod tests {
 
     #[test]
     fn unpack_rejects_corrupt_rows() {
-        assert!(unpack(&[0, 0, 0, 5, 1], 1).is_err());
-        assert!(unpack(&[0, 0, 0, 1, 9], 2).is_err());
-        assert!(unpack(&[0, 0], 1).is_err());
-        assert_eq!(unpack(&[], 0).unwrap(), Vec::<Bytes>::new());
+        assert!(packed::unpack(&[0, 0, 0, 5, 1], 1, SPANNER).is_err());
+        assert!(packed::unpack(&[0, 0, 0, 1, 9], 2, SPANNER).is_err());
+        assert!(packed::unpack(&[0, 0], 1, SPANNER).is_err());
+        assert_eq!(
+            packed::unpack(&[], 0, SPANNER).unwrap(),
+            Vec::<Bytes>::new()
+        );
     }
 
     #[test]
