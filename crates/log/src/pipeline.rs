@@ -40,6 +40,23 @@ struct Waiter {
     reply: oneshot::Sender<Result<Appended, LogError>>,
 }
 
+/// How a publication attempt ended.
+pub(crate) enum Publication {
+    /// A checkpoint for the whole tree is stored: written now, or by another frontend.
+    Covered(Arc<PublishedCheckpoint>),
+    /// Another frontend holds the checkpoint write (claim or swap). The stored checkpoint, when
+    /// there is one, is a verified prefix of this tree: it already covers the waiters below it.
+    Deferred(Option<Arc<PublishedCheckpoint>>),
+}
+
+/// What the stored checkpoint is to this tree (see `Pipeline::reconcile_with_stored`).
+enum Stored {
+    /// It covers the whole tree; nothing is left to publish.
+    Whole(Arc<PublishedCheckpoint>),
+    /// It covers a prefix.
+    Prefix(Arc<PublishedCheckpoint>),
+}
+
 pub(crate) struct Pipeline {
     pub(crate) config: LogConfig,
     pub(crate) storage: Arc<dyn Storage>,
@@ -55,9 +72,6 @@ pub(crate) struct Pipeline {
     failing: bool,
     /// While failing, no retry before this instant.
     retry_after: Option<Instant>,
-    /// The last stored checkpoint seen to be a verified prefix of this tree, while this frontend
-    /// waits for its own turn to publish: it already covers the waiters below its size.
-    covering: Option<Arc<PublishedCheckpoint>>,
     /// Shutting down: publish what is left without claiming (one last write is worth more than
     /// the storage's rate limit).
     draining: bool,
@@ -88,7 +102,6 @@ impl Pipeline {
             failing: false,
             retry_after: None,
             draining: false,
-            covering: None,
         }
     }
 
@@ -316,9 +329,9 @@ impl Pipeline {
         let span = info_span!("publish", tree_size = self.integrator.size().get());
         let result = self.publish_tree().instrument(span.clone()).await;
         let checkpoint = match result {
-            Ok(Some(checkpoint)) => checkpoint,
-            Ok(None) => {
-                if let Some(covering) = self.covering.take() {
+            Ok(Publication::Covered(checkpoint)) => checkpoint,
+            Ok(Publication::Deferred(prefix)) => {
+                if let Some(covering) = prefix {
                     self.answer_covered(&covering)
                         .instrument(span.clone())
                         .await;
@@ -395,17 +408,15 @@ impl Pipeline {
     /// it already covers this tree.
     ///
     /// With a checkpoint interval, the write is first claimed from the coordinator, so frontends
-    /// sharing a backend write the checkpoint at most once per interval between them. `None`:
-    /// another frontend holds the claim, or won every swap, and the stored checkpoint does not
-    /// cover this tree yet.
-    pub(crate) async fn publish_tree(
-        &mut self,
-    ) -> Result<Option<Arc<PublishedCheckpoint>>, LogError> {
+    /// sharing a backend write the checkpoint at most once per interval between them.
+    /// [`Publication::Deferred`]: another frontend holds the claim, or won every swap, and the
+    /// stored checkpoint does not cover this whole tree yet.
+    pub(crate) async fn publish_tree(&mut self) -> Result<Publication, LogError> {
         // Swaps lost to other frontends before standing back: each loss means another frontend
         // just published, and its next checkpoint covers everything sequenced before its batch,
-        // so waiting a moment (None) beats racing on.
+        // so waiting a moment beats racing on.
         const ATTEMPTS: usize = 4;
-        self.covering = None;
+        let mut prefix = None;
         for _ in 0..ATTEMPTS {
             let interval = self.config.checkpoint_interval;
             if !interval.is_zero() && !self.draining {
@@ -420,10 +431,13 @@ impl Pipeline {
                     });
                 if !claimed {
                     self.write_pending().await?;
-                    return match self.storage.read_checkpoint().await? {
-                        Some(stored) => self.reconcile_with_stored(stored).await,
-                        None => Ok(None),
-                    };
+                    return Ok(match self.storage.read_checkpoint().await? {
+                        Some(stored) => match self.reconcile_with_stored(stored).await? {
+                            Stored::Whole(checkpoint) => Publication::Covered(checkpoint),
+                            Stored::Prefix(checkpoint) => Publication::Deferred(Some(checkpoint)),
+                        },
+                        None => Publication::Deferred(None),
+                    });
                 }
                 // This write is the only one for a while: take in what the other frontends
                 // sequenced, so that it also covers the entries they are waiting on.
@@ -448,7 +462,7 @@ impl Pipeline {
                 Ok(checkpoint) => {
                     debug!(objects, "checkpoint published");
                     self.stats.record_checkpoint();
-                    return Ok(Some(checkpoint));
+                    return Ok(Publication::Covered(checkpoint));
                 }
                 Err(LogError::Storage(e))
                     if matches!(*e, rekor_storage::Error::Precondition { .. }) =>
@@ -456,15 +470,16 @@ impl Pipeline {
                     let stored = self.storage.read_checkpoint().await?.ok_or_else(|| {
                         LogError::inconsistent("the checkpoint vanished from storage")
                     })?;
-                    if let Some(stored) = self.reconcile_with_stored(stored).await? {
-                        return Ok(Some(stored));
+                    match self.reconcile_with_stored(stored).await? {
+                        Stored::Whole(checkpoint) => return Ok(Publication::Covered(checkpoint)),
+                        Stored::Prefix(checkpoint) => prefix = Some(checkpoint),
                     }
                     debug!(error = %e, "lost a checkpoint swap to another writer");
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(None)
+        Ok(Publication::Deferred(prefix))
     }
 
     /// Writes the objects changed since the last write, and counts them.
@@ -625,13 +640,10 @@ impl Pipeline {
 
     /// After a failed checkpoint swap or claim: takes the stored checkpoint, checks that it is signed by
     /// this log and commits to a prefix of the shared sequence (catching the tree up to it when
-    /// another frontend published a larger tree), and takes over its version. Returns it when it
-    /// covers the whole tree, so nothing is left to publish. Anything that does not match is
+    /// another frontend published a larger tree), takes over its version, and says whether it
+    /// covers the whole tree or a prefix of it. Anything that does not match is
     /// [`LogError::Inconsistent`]: the log refuses to sign on top of it.
-    async fn reconcile_with_stored(
-        &mut self,
-        stored: Versioned,
-    ) -> Result<Option<Arc<PublishedCheckpoint>>, LogError> {
+    async fn reconcile_with_stored(&mut self, stored: Versioned) -> Result<Stored, LogError> {
         let checkpoint = self.publisher.verify(&stored.data)?;
         if checkpoint.size > self.integrator.size().get() {
             self.advance(checkpoint.size).await?;
@@ -643,23 +655,18 @@ impl Pipeline {
             size = checkpoint.size,
             "taking over the stored checkpoint's version"
         );
+        let published = Arc::new(PublishedCheckpoint {
+            size: checkpoint.size,
+            root,
+            note: stored.data,
+        });
         if old_size == size {
-            let published = Arc::new(PublishedCheckpoint {
-                size: checkpoint.size,
-                root,
-                note: stored.data,
-            });
             self.publisher
                 .adopt_published(stored.version, Arc::clone(&published));
-            return Ok(Some(published));
+            return Ok(Stored::Whole(published));
         }
         self.publisher.adopt(stored.version);
-        self.covering = Some(Arc::new(PublishedCheckpoint {
-            size: checkpoint.size,
-            root: rekor_tlog::Hash(checkpoint.root),
-            note: stored.data,
-        }));
-        Ok(None)
+        Ok(Stored::Prefix(published))
     }
 
     /// Checks that `checkpoint` commits to a prefix of this tree (its root is the root of the

@@ -13,7 +13,7 @@ use tracing::info;
 
 use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Publication};
 use crate::publisher::Publisher;
 use crate::tiles::with_stored_tiles;
 use crate::{Log, LogConfig, LogError, LogStats, PublishedCheckpoint, Shared};
@@ -121,14 +121,14 @@ impl Log {
             .is_none_or(|(checkpoint, _)| checkpoint.size != size.get())
         {
             match pipeline.publish_tree().await? {
-                Some(published) => {
+                Publication::Covered(published) => {
                     info!(
                         tree_size = published.size,
                         "published the recovered checkpoint"
                     );
                     Some(published.size)
                 }
-                None => {
+                Publication::Deferred(_) => {
                     info!(
                         "another frontend holds the checkpoint write; publishing on a later turn"
                     );
