@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use crate::{Error, Result};
+use crate::{Error, Result, SequenceState};
 
 /// The bytes one leaf takes in packed form.
 pub(crate) fn packed_len(leaf: &[u8]) -> usize {
@@ -56,13 +56,30 @@ pub(crate) struct LeafRange {
 }
 
 impl LeafRange {
-    pub(crate) fn new(from: u64, to: u64, backend: &'static str) -> Self {
-        LeafRange {
+    /// A range to read, checked against the sequencing state read in the same transaction:
+    /// leaves below the integrated size are released, those at or past the sequenced size do
+    /// not exist yet; either is [`Error::NotFound`].
+    pub(crate) fn new(
+        from: u64,
+        to: u64,
+        state: SequenceState,
+        backend: &'static str,
+    ) -> Result<Self> {
+        let range = LeafRange {
             from,
             to,
             leaves: Vec::new(),
             backend,
+        };
+        if from < state.integrated {
+            return Err(range.missing());
         }
+        if to > state.sequenced {
+            return Err(Error::NotFound {
+                path: format!("sequenced leaf {}", state.sequenced.max(from)),
+            });
+        }
+        Ok(range)
     }
 
     fn next(&self) -> u64 {
@@ -125,6 +142,11 @@ mod tests {
         assert_eq!(unpack(&[], 0, "test").unwrap(), Vec::<Bytes>::new());
     }
 
+    const ALL: SequenceState = SequenceState {
+        integrated: 0,
+        sequenced: 10,
+    };
+
     fn row(leaves: &[&[u8]]) -> Vec<u8> {
         let mut packed = Vec::new();
         for leaf in leaves {
@@ -135,7 +157,7 @@ mod tests {
 
     #[test]
     fn a_range_takes_what_it_wants_from_rows_and_names_the_first_gap() {
-        let mut range = LeafRange::new(1, 4, "test");
+        let mut range = LeafRange::new(1, 4, ALL, "test").unwrap();
         range.push_row(0, 2, &row(&[b"a", b"b"])).unwrap();
         range.push_row(2, 3, &row(&[b"c", b"d", b"e"])).unwrap();
         let leaves = range.finish().unwrap();
@@ -144,14 +166,24 @@ mod tests {
             vec![Bytes::from("b"), Bytes::from("c"), Bytes::from("d")]
         );
 
-        let mut gap = LeafRange::new(0, 4, "test");
+        let mut gap = LeafRange::new(0, 4, ALL, "test").unwrap();
         gap.push_row(0, 1, &row(&[b"a"])).unwrap();
         let error = gap.push_row(2, 1, &row(&[b"c"])).unwrap_err();
         assert!(matches!(error, Error::NotFound { path } if path == "sequenced leaf 1"));
 
-        let mut short = LeafRange::new(0, 3, "test");
+        let mut short = LeafRange::new(0, 3, ALL, "test").unwrap();
         short.push_row(0, 2, &row(&[b"a", b"b"])).unwrap();
         let error = short.finish().unwrap_err();
         assert!(matches!(error, Error::NotFound { path } if path == "sequenced leaf 2"));
+
+        let state = SequenceState {
+            integrated: 2,
+            sequenced: 5,
+        };
+        let released = LeafRange::new(1, 3, state, "test").err().unwrap();
+        assert!(matches!(released, Error::NotFound { path } if path == "sequenced leaf 1"));
+        let unsequenced = LeafRange::new(3, 6, state, "test").err().unwrap();
+        assert!(matches!(unsequenced, Error::NotFound { path } if path == "sequenced leaf 5"));
+        assert!(LeafRange::new(2, 5, state, "test").is_ok());
     }
 }

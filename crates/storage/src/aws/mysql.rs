@@ -303,9 +303,6 @@ impl Coordinator for MysqlCoordinator {
         if from >= to {
             return Ok(Vec::new());
         }
-        let not_found = |index: u64| Error::NotFound {
-            path: format!("sequenced leaf {index}"),
-        };
         self.bounded("read_sequenced", async {
             // One consistent snapshot for the state and the batches.
             let mut options = TxOpts::default();
@@ -316,12 +313,7 @@ impl Coordinator for MysqlCoordinator {
                 .await
                 .map_err(mysql_error)?;
             let state = Self::read_state(&mut tx).await?;
-            if from < state.integrated {
-                return Err(not_found(from));
-            }
-            if to > state.sequenced {
-                return Err(not_found(state.sequenced));
-            }
+            let mut range = packed::LeafRange::new(from, to, state, MYSQL_BACKEND)?;
             let rows: Vec<(u64, u64, Vec<u8>)> = tx
                 .exec(
                     "SELECT first_index, leaf_count, leaves FROM rekor_sequenced \
@@ -331,7 +323,6 @@ impl Coordinator for MysqlCoordinator {
                 .await
                 .map_err(mysql_error)?;
             tx.commit().await.map_err(mysql_error)?;
-            let mut range = packed::LeafRange::new(from, to, MYSQL_BACKEND);
             for (first, leaf_count, packed) in rows {
                 range.push_row(first, leaf_count, &packed)?;
             }

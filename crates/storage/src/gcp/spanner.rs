@@ -571,9 +571,6 @@ impl Coordinator for SpannerCoordinator {
         if from >= to {
             return Ok(Vec::new());
         }
-        let not_found = |index: u64| Error::NotFound {
-            path: format!("sequenced leaf {index}"),
-        };
         self.limited("read_sequenced", async {
             let mut tx = self
                 .client
@@ -581,12 +578,7 @@ impl Coordinator for SpannerCoordinator {
                 .await
                 .map_err(spanner_error)?;
             let state = read_state(&mut tx).await.map_err(spanner_error)??;
-            if from < state.integrated {
-                return Err(not_found(from));
-            }
-            if to > state.sequenced {
-                return Err(not_found(state.sequenced.max(from)));
-            }
+            let mut range = packed::LeafRange::new(from, to, state, SPANNER)?;
             let mut statement = Statement::new(
                 "SELECT FirstIndex, LeafCount, Leaves FROM RekorSequenced \
                  WHERE FirstIndex < @to AND FirstIndex + LeafCount > @from ORDER BY FirstIndex",
@@ -594,7 +586,6 @@ impl Coordinator for SpannerCoordinator {
             statement.add_param("from", &to_i64(from)?);
             statement.add_param("to", &to_i64(to)?);
             let mut rows = tx.query(statement).await.map_err(status_error)?;
-            let mut range = packed::LeafRange::new(from, to, SPANNER);
             while let Some(row) = rows.next().await.map_err(status_error)? {
                 let parse = |e: gcloud_spanner::row::Error| spanner_error(e.into());
                 let first: i64 = row.column_by_name("FirstIndex").map_err(parse)?;
