@@ -61,6 +61,12 @@ async fn main() -> anyhow::Result<()> {
                 )
             };
             rekor_server::run(args.server, backend).await?;
+            // The log is closed: make its last tiles durable, so the next start has nothing
+            // to integrate again.
+            posix
+                .sync()
+                .await
+                .context("syncing the storage dir at shutdown")?;
             Ok(())
         }
     }

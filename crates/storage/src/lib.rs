@@ -141,8 +141,12 @@ pub trait Storage: Send + Sync + Debug + 'static {
     ///
     /// Contract: an object that already exists with identical bytes is left as it is (so the call is
     /// idempotent); one that exists with different bytes fails the call with [`Error::AlreadyExists`],
-    /// because two integrations of the same sequence disagreed. Every object is durable when `Ok` is
-    /// returned. On error some objects may have been written; none is referenced until a checkpoint names it.
+    /// because two integrations of the same sequence disagreed. On error some objects may have been
+    /// written; none is referenced until a checkpoint names it.
+    ///
+    /// Durability: every object is durable when `Ok` is returned, or, for a backend that pairs this
+    /// storage with its own coordinator (POSIX), recoverable: that coordinator keeps the leaves the
+    /// objects are made from until they are durable, and recovery rewrites what a power loss damaged.
     async fn write_objects(&self, objects: Vec<Object>) -> Result<()>;
 
     /// Reads an object by path. A missing object is [`Error::NotFound`].
@@ -204,7 +208,9 @@ pub trait Coordinator: Send + Sync + Debug + 'static {
     async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>>;
 
     /// Records that the tiles for `..to` are written, if the integrated size is still `from`,
-    /// and releases the leaf bytes below `to`.
+    /// and releases the leaf bytes below `to`: they are no longer readable with
+    /// [`Coordinator::read_sequenced`]. (A backend may keep them on disk longer: POSIX keeps them
+    /// until the objects made from them are durable.)
     ///
     /// A different integrated size is [`Error::Precondition`] and changes nothing. This commit need not
     /// be durable: if it is lost, integration is repeated and produces identical objects.

@@ -1,22 +1,33 @@
 //! Sequencing and dedup for the POSIX backend, in an embedded fjall database.
 //!
-//! Keyspaces: `sequenced` (index, big-endian u64 → leaf bytes, kept until integrated), `dedup`
-//! (32-byte key → index) and `meta` (`sequenced`, `integrated` → big-endian u64). One write batch per
-//! call keeps them consistent; `sequence` commits with fsync.
+//! Keyspaces: `sequenced` (index, big-endian u64 → leaf bytes, kept until their tiles are
+//! durable), `dedup` (32-byte key → index) and `meta` (`sequenced`, `integrated` → big-endian u64).
+//! One write batch per call keeps them consistent; `sequence` commits with fsync.
+//!
+//! `mark_integrated` moves the integrated size in memory at once, but releases leaves (and
+//! persists the size) only after a background sync has made their tiles durable (see
+//! [`super::sync`]), so a restart after a power loss integrates them again.
 
 use std::fs::File;
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use tracing::warn;
 
-use super::{BACKEND, join_error};
+use super::sync::SyncTracker;
+use super::{BACKEND, io_error, join_error};
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
 
 const META_SEQUENCED: &[u8] = b"sequenced";
 const META_INTEGRATED: &[u8] = b"integrated";
+/// The journal bound (fjall's least).
+const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// The memtable bound of each keyspace: about two seconds of leaves at full load.
+const MAX_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 fn db_error(error: fjall::Error) -> Error {
     Error::Unavailable {
@@ -46,6 +57,9 @@ pub struct PosixCoordinator {
     db: Db,
     // Serialises sequencing and integration commits; holds the cached state they update.
     state: Arc<Mutex<SequenceState>>,
+    /// The integrated size persisted in `meta`: leaves below it are released.
+    released: Arc<Mutex<u64>>,
+    tracker: Arc<SyncTracker>,
     _lock: Arc<File>,
 }
 
@@ -66,9 +80,26 @@ fn lock_state(state: &Mutex<SequenceState>) -> MutexGuard<'_, SequenceState> {
 }
 
 impl PosixCoordinator {
-    pub(super) fn open(path: &Path, lock: Arc<File>) -> Result<Self> {
-        let db = Database::builder(path).open().map_err(db_error)?;
-        let open = |name| db.keyspace(name, KeyspaceCreateOptions::default);
+    /// Opens the database at `path`, and the sync tracker for the objects under `root`.
+    pub(super) fn open(
+        path: &Path,
+        root: &Path,
+        lock: Arc<File>,
+        sync_interval: std::time::Duration,
+    ) -> Result<(Self, Arc<SyncTracker>)> {
+        // fjall's defaults (512 MiB of journal, 64 MiB memtables per keyspace) suit a database
+        // that is the main store. Here every leaf passes through the journal and is deleted
+        // within about a sync interval, so smaller bounds keep the memory in use and the journal
+        // replayed at start-up small (about 64 MiB at most) without extra disk writes.
+        let db = Database::builder(path)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .open()
+            .map_err(db_error)?;
+        let open = |name| {
+            db.keyspace(name, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_BYTES)
+            })
+        };
         let db = Db {
             sequenced: open("sequenced").map_err(db_error)?,
             dedup: open("dedup").map_err(db_error)?,
@@ -91,11 +122,34 @@ impl PosixCoordinator {
                 what: "integrated size beyond sequenced size",
             });
         }
-        Ok(PosixCoordinator {
+        // Leaves kept beyond the persisted integrated size: objects made from them may not
+        // have reached the disk before the last stop.
+        let tracker = Arc::new(SyncTracker::new(
+            root.to_path_buf(),
+            state.sequenced > state.integrated,
+            sync_interval,
+        ));
+        let coordinator = PosixCoordinator {
             db,
             state: Arc::new(Mutex::new(state)),
+            released: Arc::new(Mutex::new(state.integrated)),
+            tracker: Arc::clone(&tracker),
             _lock: lock,
-        })
+        };
+        Ok((coordinator, tracker))
+    }
+
+    /// Syncs every object written so far, then releases the leaves below the integrated size.
+    pub(super) async fn sync(&self) -> Result<()> {
+        let to = lock_state(&self.state).integrated;
+        let (db, released, tracker) = (
+            self.db.clone(),
+            Arc::clone(&self.released),
+            Arc::clone(&self.tracker),
+        );
+        tokio::task::spawn_blocking(move || release_through(&db, &tracker, &released, to))
+            .await
+            .map_err(join_error)?
     }
 
     async fn blocking<T: Send + 'static>(
@@ -153,7 +207,15 @@ impl Coordinator for PosixCoordinator {
     }
 
     async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>> {
-        self.blocking(move |db, _| {
+        self.blocking(move |db, state| {
+            // Leaves below the integrated size may still be kept (until their tiles are
+            // synced), but they are released as far as callers are concerned.
+            let integrated = lock_state(state).integrated;
+            if from < integrated {
+                return Err(Error::NotFound {
+                    path: format!("sequenced leaf {from} (released; integrated size {integrated})"),
+                });
+            }
             (from..to)
                 .map(
                     |index| match db.sequenced.get(index.to_be_bytes()).map_err(db_error)? {
@@ -169,8 +231,8 @@ impl Coordinator for PosixCoordinator {
     }
 
     async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
-        self.blocking(move |db, state| {
-            let mut state = lock_state(state);
+        {
+            let mut state = lock_state(&self.state);
             if state.integrated != from || to < from || to > state.sequenced {
                 return Err(Error::Precondition {
                     what: "integrated size",
@@ -178,17 +240,45 @@ impl Coordinator for PosixCoordinator {
                     found: state.integrated.to_string(),
                 });
             }
-            // Losing this commit in a crash only means integrating these leaves again, which
-            // writes identical objects, so it need not wait for fsync.
+            state.integrated = to;
+        }
+        if self.tracker.due() {
+            let (db, released, tracker) = (
+                self.db.clone(),
+                Arc::clone(&self.released),
+                Arc::clone(&self.tracker),
+            );
+            // In the background: the next batch need not wait for these fsyncs.
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = release_through(&db, &tracker, &released, to) {
+                    warn!(error = %e, "background sync of tiles failed; leaves are kept and the sync retried");
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Makes the objects written so far durable, then releases the leaves below `to` and persists
+/// `to` as the integrated size. Losing this commit in a crash only means integrating these
+/// leaves again, which writes identical objects, so it need not wait for fsync.
+fn release_through(db: &Db, tracker: &SyncTracker, released: &Mutex<u64>, to: u64) -> Result<()> {
+    tracker
+        .sync_then(|| {
+            let mut released = released
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if to <= *released {
+                return Ok(());
+            }
             let mut batch = db.db.batch().durability(Some(PersistMode::Buffer));
-            for index in from..to {
+            for index in *released..to {
                 batch.remove(&db.sequenced, index.to_be_bytes());
             }
             batch.insert(&db.meta, META_INTEGRATED, to.to_be_bytes());
-            batch.commit().map_err(db_error)?;
-            state.integrated = to;
+            batch.commit().map_err(io::Error::other)?;
+            *released = to;
             Ok(())
         })
-        .await
-    }
+        .map_err(io_error)
 }

@@ -9,11 +9,14 @@
 //! <root>/.rekor/tmp/                staging for atomic writes
 //! ```
 //!
-//! Every write goes to a temp file that is fsynced, then linked into place (create-only) or renamed
-//! over the checkpoint, and the directories it touched are fsynced before the call returns, so a
-//! checkpoint is never durable before the tiles it names.
+//! Every write goes to a temp file, then is linked into place (create-only) or renamed over the
+//! checkpoint, so readers never see a partly written object. The checkpoint is fsynced (file and
+//! directory) before the call returns. Tiles and entry bundles are fsynced in the background
+//! instead (see [`sync`]): the leaves they are made from stay in the fsynced sequencing database
+//! until they are, and recovery rewrites any object a power loss damaged.
 
 mod coordinator;
+mod sync;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -22,10 +25,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tracing::warn;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use coordinator::PosixCoordinator;
+pub use sync::DEFAULT_SYNC_INTERVAL;
+use sync::{SyncTracker, sync_dir};
 
 use crate::{
     BoxError, CHECKPOINT_PATH, Error, Object, ObjectVersion, Result, Storage, Versioned,
@@ -69,12 +76,26 @@ pub struct PosixBackend {
 }
 
 impl PosixBackend {
-    /// Opens (creating if needed) the log directory `root` and takes its exclusive lock.
+    /// Opens (creating if needed) the log directory `root` and takes its exclusive lock, with
+    /// the default sync interval.
     ///
     /// # Errors
     ///
     /// [`Error::Locked`] if another process holds the directory; I/O and database errors otherwise.
     pub fn open(root: &Path) -> Result<PosixBackend> {
+        PosixBackend::open_with_sync_interval(root, DEFAULT_SYNC_INTERVAL)
+    }
+
+    /// Like [`PosixBackend::open`], fsyncing written tiles and bundles in the background at most
+    /// every `sync_interval` (the leaves they are made from are kept until then).
+    ///
+    /// # Errors
+    ///
+    /// As for [`PosixBackend::open`].
+    pub fn open_with_sync_interval(
+        root: &Path,
+        sync_interval: std::time::Duration,
+    ) -> Result<PosixBackend> {
         fs::create_dir_all(root).map_err(io_error)?;
         let private = root.join(PRIVATE_DIR);
         create_private_dir(&private)?;
@@ -101,17 +122,30 @@ impl PosixBackend {
             fs::remove_dir_all(&tmp_dir).map_err(io_error)?;
         }
         create_private_dir(&tmp_dir)?;
-        let coordinator = PosixCoordinator::open(&private.join("db"), Arc::clone(&lock))?;
+        let (coordinator, tracker) =
+            PosixCoordinator::open(&private.join("db"), root, Arc::clone(&lock), sync_interval)?;
         Ok(PosixBackend {
             storage: Arc::new(PosixStorage {
                 root: root.to_path_buf(),
                 tmp_dir,
                 next_tmp: AtomicU64::new(0),
                 checkpoint_version: tokio::sync::Mutex::new(None),
+                tracker,
                 _lock: lock,
             }),
             coordinator: Arc::new(coordinator),
         })
+    }
+
+    /// Makes every tile and bundle written so far durable and releases their leaves from the
+    /// sequencing database, without waiting for the background sync. Call it after the log is
+    /// closed, so the next start has nothing to integrate again.
+    ///
+    /// # Errors
+    ///
+    /// I/O and database errors; the objects stay pending and the leaves kept.
+    pub async fn sync(&self) -> Result<()> {
+        self.coordinator.sync().await
     }
 }
 
@@ -138,6 +172,8 @@ pub struct PosixStorage {
     /// Serialises checkpoint writes and remembers the version last written (`None`: not known yet).
     /// This process holds the directory's lock, so no one else changes the file behind it.
     checkpoint_version: tokio::sync::Mutex<Option<Option<ObjectVersion>>>,
+    /// Objects written but not yet fsynced.
+    tracker: Arc<SyncTracker>,
     _lock: Arc<File>,
 }
 
@@ -153,15 +189,16 @@ impl PosixStorage {
     }
 }
 
-/// Writes `data` to a new file at `path` and fsyncs it.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Writes `data` to a new file at `path`.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<File> {
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(data)?;
-    file.sync_all()
+    Ok(file)
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+/// Writes `data` to a new file at `path` and fsyncs it.
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_new(path, data)?.sync_all()
 }
 
 /// Creates the missing directories between `root` and `dir`, adding to `to_sync` every directory
@@ -192,16 +229,29 @@ fn ensure_dir(root: &Path, dir: &Path, to_sync: &mut BTreeSet<PathBuf>) -> io::R
     Ok(())
 }
 
-/// Writes one immutable object create-only; returns the directories to fsync.
-fn write_object(root: &Path, tmp: &Path, object: &Object) -> Result<BTreeSet<PathBuf>> {
+/// Writes one immutable object create-only, without fsync; returns the directories whose entries
+/// changed, or `None` if an identical object was already there.
+///
+/// With `repair`, an existing object with different bytes is replaced (atomically, by rename)
+/// instead of refused: after an unclean stop, objects beyond the last sync may be damaged, and
+/// recovery rewrites them from the kept leaves.
+fn write_object(
+    root: &Path,
+    tmp: &Path,
+    object: &Object,
+    repair: bool,
+) -> Result<Option<BTreeSet<PathBuf>>> {
     let target = root.join(&object.path);
     let mut to_sync = BTreeSet::new();
     let parent = target.parent().unwrap_or(root);
     ensure_dir(root, parent, &mut to_sync).map_err(io_error)?;
+    // Ok(true): identical; Ok(false): differs and may be replaced.
     let existing_matches = |target: &Path| -> Result<bool> {
         let existing = fs::read(target).map_err(io_error)?;
         if existing == object.data.as_ref() {
             Ok(true)
+        } else if repair {
+            Ok(false)
         } else {
             Err(Error::AlreadyExists {
                 path: object.path.clone(),
@@ -209,21 +259,42 @@ fn write_object(root: &Path, tmp: &Path, object: &Object) -> Result<BTreeSet<Pat
         }
     };
     if target.exists() && existing_matches(&target)? {
-        return Ok(to_sync);
+        return Ok(None);
     }
-    write_synced(tmp, &object.data).map_err(io_error)?;
-    // A hard link creates the name only if it does not exist: create-only, atomically.
-    let linked = fs::hard_link(tmp, &target);
-    let removed = fs::remove_file(tmp);
-    match linked {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            existing_matches(&target)?;
+    write_new(tmp, &object.data).map_err(io_error)?;
+    if !place_new(tmp, &target).map_err(io_error)? {
+        if existing_matches(&target)? {
+            fs::remove_file(tmp).map_err(io_error)?;
+            return Ok(None);
         }
-        Err(e) => return Err(io_error(e)),
+        warn!(path = %object.path, "replacing an object left damaged by an unclean stop");
+        fs::rename(tmp, &target).map_err(io_error)?;
     }
-    removed.map_err(io_error)?;
-    Ok(to_sync)
+    Ok(Some(to_sync))
+}
+
+/// Moves the file `tmp` to `target` if nothing is there yet, atomically; `Ok(false)` (and `tmp`
+/// left in place) if `target` exists.
+fn place_new(tmp: &Path, target: &Path) -> io::Result<bool> {
+    // A rename that refuses to replace is one call and leaves no inode to delete: deleting
+    // inodes at this rate makes ext4's inode allocation scan past the recently deleted ones.
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::EXIST) => return Ok(false),
+            // The file system does not support the flag: fall back to link and unlink.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // A hard link creates the name only if it does not exist: create-only, atomically.
+    match fs::hard_link(tmp, target) {
+        Ok(()) => fs::remove_file(tmp).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// A cheap, stable content hash (FNV-1a, 64-bit) used as the checkpoint's version. Only this
@@ -250,32 +321,19 @@ impl Storage for PosixStorage {
                 });
             }
         }
-        let mut tasks = Vec::with_capacity(objects.len());
-        for object in objects {
-            let root = self.root.clone();
-            let tmp = self.tmp_path();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                write_object(&root, &tmp, &object)
-            }));
-        }
-        let mut to_sync = BTreeSet::new();
-        let mut first_error = None;
-        for task in tasks {
-            match task.await.map_err(join_error).and_then(|r| r) {
-                Ok(dirs) => to_sync.extend(dirs),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        // No fsyncs here (see `sync`), so one blocking task writes them all: a batch's few
+        // objects cost less than handing each to its own thread.
+        let root = self.root.clone();
+        let tmps: Vec<PathBuf> = objects.iter().map(|_| self.tmp_path()).collect();
+        let tracker = Arc::clone(&self.tracker);
+        tokio::task::spawn_blocking(move || {
+            let repair = tracker.repairing();
+            for (object, tmp) in objects.iter().zip(&tmps) {
+                if let Some(dirs) = write_object(&root, tmp, object, repair)? {
+                    tracker.record(&object.path, dirs);
                 }
             }
-        }
-        if let Some(error) = first_error {
-            return Err(error);
-        }
-        tokio::task::spawn_blocking(move || {
-            to_sync
-                .iter()
-                .try_for_each(|dir| sync_dir(dir))
-                .map_err(io_error)
+            Ok(())
         })
         .await
         .map_err(join_error)?
