@@ -230,7 +230,8 @@ fn ensure_dir(root: &Path, dir: &Path, to_sync: &mut BTreeSet<PathBuf>) -> io::R
 }
 
 /// Writes one immutable object create-only, without fsync; returns the directories whose entries
-/// changed, or `None` if an identical object was already there.
+/// may have changed. An identical object already there is left as it is, but it is synced like a
+/// new one: it may be from before a crash that came before its sync.
 ///
 /// With `repair`, an existing object with different bytes is replaced (atomically, by rename)
 /// instead of refused: after an unclean stop, objects beyond the last sync may be damaged, and
@@ -240,7 +241,7 @@ fn write_object(
     tmp: &Path,
     object: &Object,
     repair: bool,
-) -> Result<Option<BTreeSet<PathBuf>>> {
+) -> Result<BTreeSet<PathBuf>> {
     let target = root.join(&object.path);
     let mut to_sync = BTreeSet::new();
     let parent = target.parent().unwrap_or(root);
@@ -259,18 +260,18 @@ fn write_object(
         }
     };
     if target.exists() && existing_matches(&target)? {
-        return Ok(None);
+        return Ok(to_sync);
     }
     write_new(tmp, &object.data).map_err(io_error)?;
     if !place_new(tmp, &target).map_err(io_error)? {
         if existing_matches(&target)? {
             fs::remove_file(tmp).map_err(io_error)?;
-            return Ok(None);
+            return Ok(to_sync);
         }
         warn!(path = %object.path, "replacing an object left damaged by an unclean stop");
         fs::rename(tmp, &target).map_err(io_error)?;
     }
-    Ok(Some(to_sync))
+    Ok(to_sync)
 }
 
 /// Moves the file `tmp` to `target` if nothing is there yet, atomically; `Ok(false)` (and `tmp`
@@ -329,9 +330,8 @@ impl Storage for PosixStorage {
         tokio::task::spawn_blocking(move || {
             let repair = tracker.repairing();
             for (object, tmp) in objects.iter().zip(&tmps) {
-                if let Some(dirs) = write_object(&root, tmp, object, repair)? {
-                    tracker.record(&object.path, dirs);
-                }
+                let dirs = write_object(&root, tmp, object, repair)?;
+                tracker.record(&object.path, dirs);
             }
             Ok(())
         })
@@ -409,6 +409,33 @@ mod tests {
         let backend = PosixBackend::open(dir.path()).unwrap();
         crate::conformance::storage_suite(backend.storage.as_ref()).await;
         crate::conformance::coordinator_suite(backend.coordinator.as_ref()).await;
+    }
+
+    #[tokio::test]
+    async fn an_identical_object_already_on_disk_is_still_synced() {
+        // Left by a process that crashed before its background sync: the page cache may hold
+        // it without its being on disk, so rewriting it must queue it for the next sync.
+        let dir = tempfile::tempdir().unwrap();
+        let backend = PosixBackend::open(dir.path()).unwrap();
+        let path = "tile/0/000.p/1";
+        fs::create_dir_all(dir.path().join("tile/0/000.p")).unwrap();
+        fs::write(dir.path().join(path), [7u8; 32]).unwrap();
+        backend
+            .storage
+            .write_objects(vec![Object::new(path, vec![7u8; 32])])
+            .await
+            .unwrap();
+        assert_eq!(backend.storage.tracker.pending_objects(), vec![path]);
+        backend.sync().await.unwrap();
+        assert!(backend.storage.tracker.pending_objects().is_empty());
+        // Different bytes are refused when the last stop was clean.
+        assert!(matches!(
+            backend
+                .storage
+                .write_objects(vec![Object::new(path, vec![8u8; 32])])
+                .await,
+            Err(Error::AlreadyExists { .. })
+        ));
     }
 
     #[tokio::test]

@@ -76,6 +76,12 @@ impl SyncTracker {
         }
     }
 
+    /// The objects recorded since the last sync.
+    #[cfg(test)]
+    pub(super) fn pending_objects(&self) -> Vec<String> {
+        lock(&self.pending).objects.clone()
+    }
+
     pub(super) fn repairing(&self) -> bool {
         self.repairing.load(Ordering::Relaxed)
     }
