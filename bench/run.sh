@@ -384,16 +384,19 @@ scale() {
 	apparent=$(du -sb "$data" | cut -f1)
 	disk=$(du -sk "$data" | cut -f1)
 	log "\$ du -sb $data   -> $apparent bytes (du -sk: $disk KiB)"
-	# Where the bytes are: entry bundles and hash tiles, full and partial, and private state.
+	# Where the bytes are: entry bundles and hash tiles, full and partial, and private state
+	# (fjall numbers keyspaces in creation order: 1 sequenced leaves, 2 dedup, 3 meta).
 	local sizes
 	sizes=$(find "$data" -type f -printf '%s %P\n' | awk '
 		$2 ~ /^tile\/entries\/.*\.p\// { pb += $1; next }
 		$2 ~ /^tile\/entries\// { fb += $1; next }
 		$2 ~ /^tile\/.*\.p\// { pt += $1; next }
 		$2 ~ /^tile\// { ft += $1; next }
+		$2 ~ /^\.rekor\/db\/[0-9]+\.jnl$/ { jn += $1; pr += $1; next }
+		$2 ~ /^\.rekor\/db\/keyspaces\/2\// { dd += $1; pr += $1; next }
 		$2 ~ /^\.rekor\// { pr += $1; next }
 		{ other += $1 }
-		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d, other %d", fb, pb, ft, pt, pr, other }')
+		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d (fjall journal %d, dedup keyspace %d), other %d", fb, pb, ft, pt, pr, jn, dd, other }')
 	log "bytes by kind: $sizes"
 	log "== restart: time from exec to /healthz answering (recovery included)"
 	start_server "$data"
