@@ -2,17 +2,18 @@
 //!
 //! ```text
 //! <root>/checkpoint                 the signed checkpoint (replaced atomically)
-//! <root>/tile/<L>/<N>[.p/<W>]       hash tiles (written once)
-//! <root>/tile/entries/<N>[.p/<W>]   entry bundles (written once)
+//! <root>/tile/<L>/<N>[.p/<W>]       hash tiles (written once; partials deleted once full)
+//! <root>/tile/entries/<N>[.p/<W>]   entry bundles (written once; partials deleted once full)
 //! <root>/.rekor/lock                held exclusively while a process owns the log
 //! <root>/.rekor/db/                 sequencing and dedup (fjall)
 //! <root>/.rekor/tmp/                staging for atomic writes
 //! ```
 //!
-//! Every write goes to a temp file, then is linked into place (create-only) or renamed over the
-//! checkpoint, so readers never see a partly written object. The checkpoint is fsynced (file and
+//! Every write goes to a temp file, then is moved into place create-only (`renameat2` with
+//! `RENAME_NOREPLACE`, or link and unlink) or renamed over the checkpoint, so readers never see a
+//! partly written object. The checkpoint is fsynced (file and
 //! directory) before the call returns. Tiles and entry bundles are fsynced in the background
-//! instead (see [`sync`]): the leaves they are made from stay in the fsynced sequencing database
+//! instead (see the `sync` module): the leaves they are made from stay in the fsynced sequencing database
 //! until they are, and recovery rewrites any object a power loss damaged.
 
 mod coordinator;

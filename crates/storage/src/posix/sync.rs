@@ -6,7 +6,8 @@
 //! power loss, recovery integrates the kept leaves again and rewrites any object that came back
 //! missing or damaged. What must hold is that leaves are released only once the objects made from
 //! them are durable. This module keeps the list of objects written since the last sync, fsyncs them
-//! in the background about every [`SYNC_INTERVAL`], and only then lets the coordinator release.
+//! in the background about every [`DEFAULT_SYNC_INTERVAL`] (or as configured), and only then lets
+//! the coordinator release.
 //!
 //! A batch then costs one fsync at sequencing and two for the checkpoint (file and directory)
 //! instead of one per object and directory as well.
