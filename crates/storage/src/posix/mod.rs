@@ -11,10 +11,10 @@
 //!
 //! Every write goes to a temp file, then is moved into place create-only (`renameat2` with
 //! `RENAME_NOREPLACE`, or link and unlink) or renamed over the checkpoint, so readers never see a
-//! partly written object. The checkpoint is fsynced (file and
-//! directory) before the call returns. Tiles and entry bundles are fsynced in the background
-//! instead (see the `sync` module): the leaves they are made from stay in the fsynced sequencing database
-//! until they are, and recovery rewrites any object a power loss damaged.
+//! partly written object. The checkpoint is fsynced (file and directory) before the call returns.
+//! Tiles and entry bundles are fsynced in the background instead (see the `sync` module): the
+//! leaves they are made from stay in the fsynced sequencing database until they are, and recovery
+//! rewrites any object a power loss damaged.
 
 mod coordinator;
 mod sync;
@@ -26,10 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing::warn;
-
 use async_trait::async_trait;
 use bytes::Bytes;
+use tracing::warn;
 
 pub use coordinator::PosixCoordinator;
 pub use sync::DEFAULT_SYNC_INTERVAL;
