@@ -95,6 +95,23 @@ fn posix() -> Backend {
     }
 }
 
+/// The pipeline configuration: the defaults, but `PIPELINE_BATCH_MAX_SIZE` overrides the batch
+/// cap (to measure how the fixed cost per batch weighs; `make bench` uses the default).
+fn config() -> LogConfig {
+    let defaults = LogConfig::default();
+    match std::env::var("PIPELINE_BATCH_MAX_SIZE") {
+        Ok(value) if !value.is_empty() => LogConfig {
+            batch_max_size: value
+                .parse()
+                .ok()
+                .filter(|&size: &usize| size > 0)
+                .expect("PIPELINE_BATCH_MAX_SIZE must be a positive integer"),
+            ..defaults
+        },
+        _ => defaults,
+    }
+}
+
 fn open(runtime: &Runtime, backend: &Backend) -> Log {
     let signer = Arc::new(LogSigner::from_ed25519_seed(
         [1; 32],
@@ -106,7 +123,7 @@ fn open(runtime: &Runtime, backend: &Backend) -> Log {
             Arc::clone(&backend.coordinator),
             signer,
             Origin::new(ORIGIN).unwrap(),
-            LogConfig::default(),
+            config(),
         ))
         .unwrap()
 }
