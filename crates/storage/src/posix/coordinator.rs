@@ -260,8 +260,8 @@ impl Coordinator for PosixCoordinator {
 }
 
 /// Makes the objects written so far durable, then releases the leaves below `to` and persists
-/// `to` as the integrated size. Losing this commit in a crash only means integrating these
-/// leaves again, which writes identical objects, so it need not wait for fsync.
+/// `to` as the integrated size, with fsync: partial objects below the persisted size are deleted
+/// next, and a start must not find an older size whose partial objects are gone.
 fn release_through(db: &Db, tracker: &SyncTracker, released: &Mutex<u64>, to: u64) -> Result<()> {
     tracker
         .sync_then(|| {
@@ -269,16 +269,17 @@ fn release_through(db: &Db, tracker: &SyncTracker, released: &Mutex<u64>, to: u6
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if to <= *released {
-                return Ok(());
+                return Ok(*released);
             }
-            let mut batch = db.db.batch().durability(Some(PersistMode::Buffer));
+            let mut batch = db.db.batch().durability(Some(PersistMode::SyncAll));
             for index in *released..to {
                 batch.remove(&db.sequenced, index.to_be_bytes());
             }
             batch.insert(&db.meta, META_INTEGRATED, to.to_be_bytes());
             batch.commit().map_err(io::Error::other)?;
             *released = to;
-            Ok(())
+            Ok(to)
         })
+        .map(|_| ())
         .map_err(io_error)
 }

@@ -439,6 +439,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn partials_a_start_would_resume_from_outlive_the_sync() {
+        // The tree was integrated to 204 (its partials written), then to 300 (tile 0 full), and
+        // a sync ran for 204 only: a start resumes at 204 from tile/0/000.p/204, so it must stay.
+        let dir = tempfile::tempdir().unwrap();
+        let backend =
+            PosixBackend::open_with_sync_interval(dir.path(), std::time::Duration::from_secs(3600))
+                .unwrap();
+        let leaves: Vec<crate::SequenceLeaf> = (0..300u32)
+            .map(|n| {
+                let mut dedup_key = [0u8; 32];
+                dedup_key[..4].copy_from_slice(&n.to_be_bytes());
+                crate::SequenceLeaf {
+                    dedup_key,
+                    data: Bytes::from(n.to_string()),
+                }
+            })
+            .collect();
+        backend.coordinator.sequence(&leaves).await.unwrap();
+        let write = |path: &'static str| {
+            backend
+                .storage
+                .write_objects(vec![Object::new(path, vec![1u8; 32])])
+        };
+        write("tile/0/000.p/204").await.unwrap();
+        backend.coordinator.mark_integrated(0, 204).await.unwrap();
+        write("tile/0/000").await.unwrap();
+        write("tile/0/001.p/44").await.unwrap();
+        backend.sync().await.unwrap();
+        assert!(dir.path().join("tile/0/000.p/204").exists());
+
+        backend.coordinator.mark_integrated(204, 300).await.unwrap();
+        backend.sync().await.unwrap();
+        assert!(!dir.path().join("tile/0/000.p").exists());
+        assert!(dir.path().join("tile/0/001.p/44").exists());
+        drop(backend);
+        let backend = PosixBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.coordinator.state().await.unwrap().integrated, 300);
+    }
+
+    #[tokio::test]
     async fn a_second_open_is_refused_while_the_first_holds_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let first = PosixBackend::open(dir.path()).unwrap();

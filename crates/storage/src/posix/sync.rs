@@ -12,10 +12,11 @@
 //! A batch then costs one fsync at sequencing and two for the checkpoint (file and directory)
 //! instead of one per object and directory as well.
 //!
-//! After a sync, the partial tiles and bundles of every tile that is now full and durable are
-//! deleted: C2SP tlog-tiles lets a log delete a partial tile once the full tile is available
-//! (clients fall back to the full tile), and each batch writes one, so they would otherwise
-//! outweigh the log itself.
+//! After a sync, the partial tiles and bundles of every full tile that is durable and lies wholly
+//! below the persisted integrated size are deleted: C2SP tlog-tiles lets a log delete a partial
+//! tile once the full tile is available (clients fall back to the full tile), and each batch
+//! writes one, so they would otherwise outweigh the log itself. (A start resumes the tree at the
+//! persisted size from the partial objects at that size, so those must outlive it.)
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -50,6 +51,8 @@ pub(super) struct SyncTracker {
     repairing: AtomicBool,
     /// One sync at a time; holds when the last one started (or when the tracker was made).
     running: Mutex<Instant>,
+    /// Durable full objects whose partials wait for the persisted size to pass their end.
+    full: Mutex<Vec<(u64, String)>>,
     interval: Duration,
 }
 
@@ -73,6 +76,7 @@ impl SyncTracker {
             pending: Mutex::default(),
             repairing: AtomicBool::new(repairing),
             running: Mutex::new(Instant::now()),
+            full: Mutex::default(),
             interval,
         }
     }
@@ -103,11 +107,15 @@ impl SyncTracker {
         }
     }
 
-    /// Makes every object written so far durable, then deletes the partial objects of the tiles
-    /// that are now full and durable, then runs `release` (the coordinator's commit). Blocking;
-    /// waits for a sync already running. On error the objects stay pending for the next attempt
-    /// and `release` is not run.
-    pub(super) fn sync_then<T>(&self, release: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    /// Makes every object written so far durable, then runs `release` (the coordinator's durable
+    /// commit, which returns the integrated size now persisted), then deletes the partial objects
+    /// of full tiles that lie wholly below that size. Blocking; waits for a sync already running.
+    /// On error the objects stay pending for the next attempt and `release` is not run.
+    ///
+    /// The order matters: a start resumes the tree at the persisted size and reads the partial
+    /// objects at that size, so no partial is deleted before the persisted size has passed the
+    /// end of its full tile.
+    pub(super) fn sync_then(&self, release: impl FnOnce() -> io::Result<u64>) -> io::Result<u64> {
         let mut running = lock(&self.running);
         *running = Instant::now();
         let pending = std::mem::take(&mut *lock(&self.pending));
@@ -118,27 +126,34 @@ impl SyncTracker {
             current.dirs.extend(newer.dirs);
             return Err(e);
         }
-        self.collect_partials(&pending);
+        {
+            let mut full = lock(&self.full);
+            for path in &pending.objects {
+                if full_of_partial(path).is_none()
+                    && let Some(end) = full_end(path)
+                {
+                    full.push((end, path.clone()));
+                }
+            }
+        }
         let released = release()?;
         self.repairing.store(false, Ordering::Relaxed);
+        self.collect_partials(released);
         Ok(released)
     }
 
     fn make_durable(&self, pending: &Pending) -> io::Result<()> {
-        let full: BTreeSet<&str> = pending
-            .objects
-            .iter()
-            .map(String::as_str)
-            .filter(|path| full_of_partial(path).is_none())
-            .collect();
         let mut synced = BTreeSet::new();
         for path in &pending.objects {
-            // A partial whose full tile is in this sync is about to be deleted.
-            if full_of_partial(path).is_some_and(|of| full.contains(of)) {
+            if !synced.insert(path.as_str()) {
                 continue;
             }
-            if synced.insert(path.as_str()) {
-                File::open(self.root.join(path))?.sync_all()?;
+            match File::open(self.root.join(path)) {
+                Ok(file) => file.sync_all()?,
+                // A partial collected since (its full tile lies below the persisted size).
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound && full_of_partial(path).is_some() => {}
+                Err(e) => return Err(e),
             }
         }
         for dir in &pending.dirs {
@@ -152,13 +167,18 @@ impl SyncTracker {
         Ok(())
     }
 
-    /// Deletes `<full>.p/` for every full object in `pending`. A deletion lost in a crash only
-    /// leaves a partial object behind, which is harmless; a failed one is logged and left.
-    fn collect_partials(&self, pending: &Pending) {
-        for path in &pending.objects {
-            if full_of_partial(path).is_some() {
-                continue;
-            }
+    /// Deletes `<full>.p/` for every durable full object that ends at or below `released`; the
+    /// others wait for a later sync. A deletion lost in a crash only leaves a partial object
+    /// behind, which is harmless; a failed one is logged and left.
+    fn collect_partials(&self, released: u64) {
+        let due: Vec<String> = {
+            let mut full = lock(&self.full);
+            let (due, waiting): (Vec<_>, Vec<_>) =
+                full.drain(..).partition(|(end, _)| *end <= released);
+            *full = waiting;
+            due.into_iter().map(|(_, path)| path).collect()
+        };
+        for path in due {
             let partials = self.root.join(format!("{path}.p"));
             match fs::remove_dir_all(&partials) {
                 Ok(()) => {}
@@ -169,6 +189,24 @@ impl SyncTracker {
             }
         }
     }
+}
+
+/// The number of leaves below the end of the full object at `path` (`tile/<L>/<N>` or
+/// `tile/entries/<N>`, `<N>` in three-digit groups with `x` on all but the last).
+fn full_end(path: &str) -> Option<u64> {
+    let (level, index) = path.strip_prefix("tile/")?.split_once('/')?;
+    let level: u32 = if level == "entries" {
+        0
+    } else {
+        level.parse().ok()?
+    };
+    let digits: String = index
+        .split('/')
+        .map(|group| group.strip_prefix('x').unwrap_or(group))
+        .collect();
+    let index: u64 = digits.parse().ok()?;
+    let span = 256u64.checked_pow(level.checked_add(1)?)?;
+    index.checked_add(1)?.checked_mul(span)
 }
 
 /// Fsyncs a directory, so the entries created in it survive a power loss.
@@ -192,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_deletes_the_partials_of_full_tiles_only() {
+    fn partials_are_deleted_once_the_persisted_size_passes_their_full_tile() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let tracker = SyncTracker::new(root.to_path_buf(), false, Duration::ZERO);
@@ -208,13 +246,26 @@ mod tests {
             fs::write(&file, b"x").unwrap();
             tracker.record(path, BTreeSet::from([file.parent().unwrap().to_path_buf()]));
         }
-        let released = tracker.sync_then(|| Ok(42)).unwrap();
-        assert_eq!(released, 42);
+        // The full tile was written after the size being persisted: a start would resume at
+        // 204 and read tile/0/000.p/204's siblings, so they stay.
+        assert_eq!(tracker.sync_then(|| Ok(204)).unwrap(), 204);
+        assert!(root.join("tile/0/000.p/2").exists());
+        assert!(lock(&tracker.pending).objects.is_empty());
+        // A later sync, with nothing new written, persists a size past the full tile's end.
+        assert_eq!(tracker.sync_then(|| Ok(261)).unwrap(), 261);
         assert!(root.join("tile/0/000").exists());
         assert!(!root.join("tile/0/000.p").exists());
         assert!(root.join("tile/0/001.p/5").exists());
         assert!(root.join("tile/1/000.p/1").exists());
-        assert!(lock(&tracker.pending).objects.is_empty());
+    }
+
+    #[test]
+    fn full_ends_follow_the_tile_layout() {
+        assert_eq!(full_end("tile/0/000"), Some(256));
+        assert_eq!(full_end("tile/entries/001"), Some(512));
+        assert_eq!(full_end("tile/1/000"), Some(65_536));
+        assert_eq!(full_end("tile/0/x001/234"), Some(1_235 * 256));
+        assert_eq!(full_end("checkpoint"), None);
     }
 
     #[test]
@@ -222,15 +273,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tracker = SyncTracker::new(dir.path().to_path_buf(), true, Duration::ZERO);
         // Recorded but never written: the fsync fails with NotFound.
-        tracker.record("tile/0/000.p/1", BTreeSet::new());
+        tracker.record("tile/0/000", BTreeSet::new());
         let mut released = false;
         let result = tracker.sync_then(|| {
             released = true;
-            Ok(())
+            Ok(256)
         });
         assert!(result.is_err());
         assert!(!released);
         assert!(tracker.repairing());
-        assert_eq!(lock(&tracker.pending).objects, vec!["tile/0/000.p/1"]);
+        assert_eq!(lock(&tracker.pending).objects, vec!["tile/0/000"]);
     }
 }
