@@ -34,8 +34,8 @@ use rekor_storage::posix::PosixBackend;
 use rekor_storage::{Coordinator, Object, ObjectVersion, SequenceLeaf, Storage, Versioned};
 use rekor_tlog::{
     BundleId, FULL_TILE_WIDTH, Hash, LeafIndex, MemoryTree, Prover, Tile, TileIndex, TileMap,
-    TileRecorder, TileWidth, TreeSize, consistency_proof, decode_bundle_exact, inclusion_proof,
-    leaf_hash, verify_consistency, verify_inclusion,
+    TilePath, TileRecorder, TileWidth, TreeSize, consistency_proof, decode_bundle_exact,
+    inclusion_proof, leaf_hash, tile_width_at, verify_consistency, verify_inclusion,
 };
 
 mod support;
@@ -898,25 +898,15 @@ async fn posix_storage_failures_tears_and_restarts_keep_every_invariant() {
     close(h).await;
 }
 
-/// The entries a stored object covers the end of: `tile/<L>/<N>[.p/<W>]` and
-/// `tile/entries/<N>[.p/<W>]`, with `<N>` split in three-digit groups.
-fn covered_end(path: &str) -> u64 {
-    let (path, width) = match path.rsplit_once(".p/") {
-        Some((full, width)) => (full, width.parse::<u64>().unwrap()),
-        None => (path, u64::from(FULL_TILE_WIDTH)),
+/// Whether the stored object at `path` (a tile or bundle) belongs to a tree larger than
+/// `durable`: its tile is absent, or narrower, in the tree of `durable` leaves.
+fn written_beyond(path: &str, durable: u64) -> bool {
+    let (tile, width) = match TilePath::parse(path).unwrap() {
+        TilePath::Hash(tile) => (tile, tile.width),
+        TilePath::Entries(bundle) => (bundle.hash_tile(), bundle.width),
     };
-    let mut parts = path.strip_prefix("tile/").unwrap().splitn(2, '/');
-    let level = match parts.next().unwrap() {
-        "entries" => 0,
-        level => level.parse::<u32>().unwrap(),
-    };
-    let index: u64 = parts
-        .next()
-        .unwrap()
-        .replace(['x', '/'], "")
-        .parse()
-        .unwrap();
-    (index * u64::from(FULL_TILE_WIDTH) + width) * u64::from(FULL_TILE_WIDTH).pow(level)
+    tile_width_at(tile.level, tile.index, TreeSize::new(durable))
+        .is_none_or(|at_durable| width.get() > at_durable.get())
 }
 
 /// Truncates or deletes, alternately, every stored object covering entries beyond `durable`;
@@ -937,7 +927,7 @@ fn damage_objects_beyond(root: &std::path::Path, durable: u64) -> usize {
                 .to_str()
                 .unwrap()
                 .to_owned();
-            if covered_end(&relative) > durable {
+            if written_beyond(&relative, durable) {
                 if damaged % 2 == 0 {
                     std::fs::File::options()
                         .write(true)
@@ -956,11 +946,16 @@ fn damage_objects_beyond(root: &std::path::Path, durable: u64) -> usize {
 }
 
 #[test]
-fn covered_ends_follow_the_tile_layout() {
-    assert_eq!(covered_end("tile/0/000.p/7"), 7);
-    assert_eq!(covered_end("tile/entries/001"), 512);
-    assert_eq!(covered_end("tile/1/000.p/2"), 512);
-    assert_eq!(covered_end("tile/0/x001/002.p/3"), (1002 * 256) + 3);
+fn objects_belong_to_the_trees_from_their_last_leaf_on() {
+    for (path, end) in [
+        ("tile/0/000.p/7", 7),
+        ("tile/entries/001", 512),
+        ("tile/1/000.p/2", 512),
+        ("tile/0/x001/002.p/3", (1002 * 256) + 3),
+    ] {
+        assert!(written_beyond(path, end - 1), "{path} at {}", end - 1);
+        assert!(!written_beyond(path, end), "{path} at {end}");
+    }
 }
 
 /// A power loss can lose or truncate tiles and bundles written since the last background sync

@@ -141,15 +141,20 @@ impl PosixCoordinator {
 
     /// Syncs every object written so far, then releases the leaves below the integrated size.
     pub(super) async fn sync(&self) -> Result<()> {
-        let to = lock_state(&self.state).integrated;
+        let release = self.release_through(lock_state(&self.state).integrated);
+        tokio::task::spawn_blocking(release)
+            .await
+            .map_err(join_error)?
+    }
+
+    /// The blocking work of a sync that releases the leaves below `to` (see [`release_through`]).
+    fn release_through(&self, to: u64) -> impl FnOnce() -> Result<()> + Send + 'static {
         let (db, released, tracker) = (
             self.db.clone(),
             Arc::clone(&self.released),
             Arc::clone(&self.tracker),
         );
-        tokio::task::spawn_blocking(move || release_through(&db, &tracker, &released, to))
-            .await
-            .map_err(join_error)?
+        move || release_through(&db, &tracker, &released, to)
     }
 
     async fn blocking<T: Send + 'static>(
@@ -243,14 +248,10 @@ impl Coordinator for PosixCoordinator {
             state.integrated = to;
         }
         if self.tracker.due() {
-            let (db, released, tracker) = (
-                self.db.clone(),
-                Arc::clone(&self.released),
-                Arc::clone(&self.tracker),
-            );
+            let release = self.release_through(to);
             // In the background: the next batch need not wait for these fsyncs.
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = release_through(&db, &tracker, &released, to) {
+                if let Err(e) = release() {
                     warn!(error = %e, "background sync of tiles failed; leaves are kept and the sync retried");
                 }
             });

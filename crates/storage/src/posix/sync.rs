@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rekor_tlog::{TileId, TilePath, TileWidth, TreeSize, tile_width_at};
 use tracing::warn;
 
 /// How often written objects are fsynced in the background (and their leaves released), by default.
@@ -51,8 +52,9 @@ pub(super) struct SyncTracker {
     repairing: AtomicBool,
     /// One sync at a time; holds when the last one started (or when the tracker was made).
     running: Mutex<Instant>,
-    /// Durable full objects whose partials wait for the persisted size to pass their end.
-    full: Mutex<Vec<(u64, String)>>,
+    /// Durable full objects (and their tiles) whose partials wait for the persisted size to
+    /// pass their end.
+    full: Mutex<Vec<(TileId, String)>>,
     interval: Duration,
 }
 
@@ -63,10 +65,18 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The full object a partial object path belongs to: `tile/0/000.p/7` → `tile/0/000`.
-fn full_of_partial(path: &str) -> Option<&str> {
-    let (full, width) = path.rsplit_once(".p/")?;
-    (!width.contains('/')).then_some(full)
+/// The hash tile a tile or bundle path names (a bundle by the level-0 tile of its entries), or
+/// `None` for any other path.
+fn tile_of(path: &str) -> Option<TileId> {
+    match TilePath::parse(path).ok()? {
+        TilePath::Hash(tile) => Some(tile),
+        TilePath::Entries(bundle) => Some(bundle.hash_tile()),
+    }
+}
+
+/// Whether `tile` is full in a tree of `size` leaves: every leaf it covers lies below `size`.
+fn full_below(tile: &TileId, size: u64) -> bool {
+    tile_width_at(tile.level, tile.index, TreeSize::new(size)).is_some_and(TileWidth::is_full)
 }
 
 impl SyncTracker {
@@ -129,10 +139,8 @@ impl SyncTracker {
         {
             let mut full = lock(&self.full);
             for path in &pending.objects {
-                if full_of_partial(path).is_none()
-                    && let Some(end) = full_end(path)
-                {
-                    full.push((end, path.clone()));
+                if let Some(tile) = tile_of(path).filter(TileId::is_full) {
+                    full.push((tile, path.clone()));
                 }
             }
         }
@@ -152,7 +160,8 @@ impl SyncTracker {
                 Ok(file) => file.sync_all()?,
                 // A partial collected since (its full tile lies below the persisted size).
                 Err(e)
-                    if e.kind() == io::ErrorKind::NotFound && full_of_partial(path).is_some() => {}
+                    if e.kind() == io::ErrorKind::NotFound
+                        && tile_of(path).is_some_and(|tile| !tile.is_full()) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -173,8 +182,9 @@ impl SyncTracker {
     fn collect_partials(&self, released: u64) {
         let due: Vec<String> = {
             let mut full = lock(&self.full);
-            let (due, waiting): (Vec<_>, Vec<_>) =
-                full.drain(..).partition(|(end, _)| *end <= released);
+            let (due, waiting): (Vec<_>, Vec<_>) = full
+                .drain(..)
+                .partition(|(tile, _)| full_below(tile, released));
             *full = waiting;
             due.into_iter().map(|(_, path)| path).collect()
         };
@@ -191,24 +201,6 @@ impl SyncTracker {
     }
 }
 
-/// The number of leaves below the end of the full object at `path` (`tile/<L>/<N>` or
-/// `tile/entries/<N>`, `<N>` in three-digit groups with `x` on all but the last).
-fn full_end(path: &str) -> Option<u64> {
-    let (level, index) = path.strip_prefix("tile/")?.split_once('/')?;
-    let level: u32 = if level == "entries" {
-        0
-    } else {
-        level.parse().ok()?
-    };
-    let digits: String = index
-        .split('/')
-        .map(|group| group.strip_prefix('x').unwrap_or(group))
-        .collect();
-    let index: u64 = digits.parse().ok()?;
-    let span = 256u64.checked_pow(level.checked_add(1)?)?;
-    index.checked_add(1)?.checked_mul(span)
-}
-
 /// Fsyncs a directory, so the entries created in it survive a power loss.
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -219,14 +211,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn partial_paths_name_their_full_object() {
-        assert_eq!(full_of_partial("tile/0/000.p/7"), Some("tile/0/000"));
-        assert_eq!(
-            full_of_partial("tile/entries/x001/234.p/255"),
-            Some("tile/entries/x001/234")
-        );
-        assert_eq!(full_of_partial("tile/0/000"), None);
-        assert_eq!(full_of_partial("tile/1/000.p/3/extra"), None);
+    fn tile_and_bundle_paths_name_their_tile() {
+        let partial = tile_of("tile/0/000.p/7").unwrap();
+        assert!(!partial.is_full());
+        assert_eq!((partial.level.get(), partial.index.get()), (0, 0));
+        let bundle = tile_of("tile/entries/x001/234.p/255").unwrap();
+        assert!(!bundle.is_full());
+        assert_eq!((bundle.level.get(), bundle.index.get()), (0, 1_234));
+        assert!(tile_of("tile/0/000").unwrap().is_full());
+        assert_eq!(tile_of("tile/1/000.p/3/extra"), None);
+        assert_eq!(tile_of("checkpoint"), None);
     }
 
     #[test]
@@ -260,12 +254,17 @@ mod tests {
     }
 
     #[test]
-    fn full_ends_follow_the_tile_layout() {
-        assert_eq!(full_end("tile/0/000"), Some(256));
-        assert_eq!(full_end("tile/entries/001"), Some(512));
-        assert_eq!(full_end("tile/1/000"), Some(65_536));
-        assert_eq!(full_end("tile/0/x001/234"), Some(1_235 * 256));
-        assert_eq!(full_end("checkpoint"), None);
+    fn a_full_tile_is_below_a_size_from_its_last_leaf_on() {
+        for (path, end) in [
+            ("tile/0/000", 256),
+            ("tile/entries/001", 512),
+            ("tile/1/000", 65_536),
+            ("tile/0/x001/234", 1_235 * 256),
+        ] {
+            let tile = tile_of(path).unwrap();
+            assert!(full_below(&tile, end), "{path} at {end}");
+            assert!(!full_below(&tile, end - 1), "{path} at {}", end - 1);
+        }
     }
 
     #[test]
