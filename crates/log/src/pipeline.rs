@@ -4,6 +4,12 @@
 //! has waited `batch_max_age`, or as soon as the pipeline could publish it (the checkpoint interval
 //! has passed and nothing is in flight). With the POSIX default (publish every batch) that is group
 //! commit: an idle log takes a lone entry at once, and a busy one gathers what arrived meanwhile.
+//!
+//! Under load the two halves of a batch's way overlap: while batch N is published (objects
+//! written, checkpoint swapped, proofs computed), batch N+1 is looked up and sequenced. Both
+//! halves mostly wait on storage (fsyncs, round trips), so a batch costs about the longer half
+//! instead of their sum. Batch N+1 joins the tree only after N's checkpoint is out, so each
+//! checkpoint still covers whole batches and the tree has a single writer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +21,7 @@ use rekor_storage::{Coordinator, SequenceLeaf, Storage, Versioned};
 use rekor_tlog::{Hash, LeafIndex, Prover, TileMap, TreeSize, inclusion_proof, verify_inclusion};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
-use tracing::{Instrument, debug, error, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info_span, warn};
 
 use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
@@ -38,6 +44,39 @@ struct Waiter {
     index: u64,
     leaf_hash: Hash,
     reply: oneshot::Sender<Result<Appended, LogError>>,
+}
+
+/// A batch the coordinator sequenced from index `first` on, not yet in the tree.
+struct Sequenced {
+    first: u64,
+    /// The batch's distinct entries, in sequence order.
+    fresh: Vec<Request>,
+    /// Repeats of an entry earlier in the batch, with that entry's position in `fresh`.
+    followers: Vec<(usize, Request)>,
+    span: Span,
+}
+
+impl Sequenced {
+    /// Answers every request of the batch with `error`.
+    fn fail(self, error: &LogError) {
+        for request in self
+            .fresh
+            .into_iter()
+            .chain(self.followers.into_iter().map(|(_, r)| r))
+        {
+            let _ = request.reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// The sequencing half of a batch's way: dedup lookup, then durable indices from the coordinator.
+/// It holds only shared handles, so it runs while the pipeline publishes the batch before.
+#[derive(Clone)]
+struct Sequencer {
+    coordinator: Arc<dyn Coordinator>,
+    cache: Arc<Mutex<DedupCache>>,
+    stats: Arc<LogStats>,
+    persistent_dedup: bool,
 }
 
 /// How a publication attempt ended.
@@ -144,17 +183,25 @@ impl Pipeline {
                     || closed
                     || publish_now
                     || batch_deadline.is_some_and(|d| d <= now));
+            let publish_due = self.has_unpublished() && (closed || publish_now);
             if cut {
                 let batch = std::mem::take(&mut pending);
                 oldest = None;
-                self.sequence(batch).await;
-            }
-            if self.has_unpublished() && (closed || self.publish_allowed(Instant::now())) {
+                if publish_due && !self.failing {
+                    self.sequence_while_publishing(batch).await;
+                } else {
+                    // Published on the next turn, beside whatever batch has gathered by then.
+                    self.sequence(batch).await;
+                }
+            } else if publish_due {
                 self.publish().await;
             }
             if closed && pending.is_empty() && (!self.has_unpublished() || self.failing) {
-                // On a failing store, the remaining waiters have been answered; what was
-                // sequenced is integrated on the next start.
+                // On a failing store, what was sequenced is integrated on the next start. Entries
+                // of a batch sequenced beside the last failed publication are still waiting.
+                for waiter in self.waiters.drain(..) {
+                    let _ = waiter.reply.send(Err(LogError::ShuttingDown));
+                }
                 break;
             }
         }
@@ -187,6 +234,15 @@ impl Pipeline {
         Some(self.retry_after.map_or(at, |retry| at.max(retry)))
     }
 
+    fn sequencer(&self) -> Sequencer {
+        Sequencer {
+            coordinator: Arc::clone(&self.coordinator),
+            cache: Arc::clone(&self.cache),
+            stats: Arc::clone(&self.stats),
+            persistent_dedup: self.config.persistent_dedup,
+        }
+    }
+
     /// Drops duplicates, sequences the rest durably and hands them to the integrator.
     async fn sequence(&mut self, batch: Vec<Request>) {
         if self.failing {
@@ -205,87 +261,50 @@ impl Pipeline {
                 return;
             }
         }
-
-        let Some(batch) = self.drop_known_duplicates(batch).await else {
-            return;
-        };
-        let mut fresh: Vec<Request> = Vec::with_capacity(batch.len());
-        let mut followers: Vec<(usize, Request)> = Vec::new();
-        let mut positions: HashMap<[u8; 32], usize> = HashMap::new();
-        for request in batch {
-            if let Some(&position) = positions.get(&request.dedup_key) {
-                followers.push((position, request));
-            } else {
-                positions.insert(request.dedup_key, fresh.len());
-                fresh.push(request);
-            }
+        let floor = self.integrator.size().get();
+        if let Some(sequenced) = self.sequencer().sequence(batch).await {
+            self.take_in(sequenced, floor).await;
         }
-        if fresh.is_empty() {
-            return;
-        }
+    }
 
-        let leaves: Vec<SequenceLeaf> = fresh
-            .iter()
-            .map(|r| SequenceLeaf {
-                dedup_key: r.dedup_key,
-                data: r.leaf.clone(),
-            })
-            .collect();
-        let span = info_span!(
-            "batch",
-            batch_size = fresh.len(),
-            first_index = tracing::field::Empty
-        );
-        let sequenced = self
-            .coordinator
-            .sequence(&leaves)
-            .instrument(span.clone())
-            .await;
-        let first = match sequenced {
-            Ok(first) => first,
-            Err(e) => {
-                warn!(parent: &span, error = %e, "sequencing failed");
-                let error = LogError::from(e);
-                for request in fresh
-                    .into_iter()
-                    .chain(followers.into_iter().map(|(_, r)| r))
-                {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
-                return;
-            }
-        };
-        span.record("first_index", first);
-        let expected = self.integrator.size().get();
-        if first < expected {
+    /// Publishes the tree while sequencing `batch`, then adds the batch to the tree.
+    async fn sequence_while_publishing(&mut self, batch: Vec<Request>) {
+        let floor = self.integrator.size().get();
+        let sequencer = self.sequencer();
+        let ((), sequenced) = tokio::join!(self.publish(), sequencer.sequence(batch));
+        if let Some(sequenced) = sequenced {
+            // Even if the publication failed: the batch is durably sequenced, and its entries
+            // wait for the retry like the ones before them.
+            self.take_in(sequenced, floor).await;
+        }
+    }
+
+    /// Adds a sequenced batch to the tree and queues its entries for the next checkpoint.
+    /// `floor` is the tree size when its sequencing began: indices below it were given out twice.
+    async fn take_in(&mut self, sequenced: Sequenced, floor: u64) {
+        let first = sequenced.first;
+        let span = sequenced.span.clone();
+        if first < floor {
             // The coordinator gave out indices this tree already holds: its state went backwards.
-            error!(parent: &span, first, expected, "sequence does not continue the integrated tree");
-            let error = LogError::inconsistent(format!(
-                "sequencer returned index {first}, integrator expected {expected}"
-            ));
-            for request in fresh
-                .into_iter()
-                .chain(followers.into_iter().map(|(_, r)| r))
-            {
-                let _ = request.reply.send(Err(error.clone()));
-            }
+            error!(parent: &span, first, expected = floor, "sequence does not continue the integrated tree");
+            sequenced.fail(&LogError::inconsistent(format!(
+                "sequencer returned index {first}, integrator expected {floor}"
+            )));
             self.failing = true;
             return;
         }
-        if first > expected {
+        if first > self.integrator.size().get() {
             // Entries sequenced by another frontend sharing the backend, or by a call of ours
             // whose reply was lost: integrate them first, in sequence order.
             if let Err(e) = self.advance(first).instrument(span.clone()).await {
                 warn!(parent: &span, error = %e, "integrating entries sequenced elsewhere failed");
-                for request in fresh
-                    .into_iter()
-                    .chain(followers.into_iter().map(|(_, r)| r))
-                {
-                    let _ = request.reply.send(Err(e.clone()));
-                }
+                sequenced.fail(&e);
                 return;
             }
         }
+        let Sequenced {
+            fresh, followers, ..
+        } = sequenced;
 
         {
             let mut cache = lock(&self.cache);
@@ -299,8 +318,9 @@ impl Pipeline {
             let _ = request.reply.send(Err(LogError::Duplicate { index }));
         }
 
-        // Catching up may have taken the tree past some of this batch: another frontend
-        // integrated it from the coordinator already. Append only what the tree lacks.
+        // The tree may already hold part of this batch: catching up took it from the coordinator
+        // (a publication running beside this batch's sequencing, or the catch-up above), or
+        // another frontend integrated it. Append only what the tree lacks.
         let already = usize::try_from(self.integrator.size().get() - first)
             .unwrap_or(usize::MAX)
             .min(fresh.len());
@@ -321,6 +341,14 @@ impl Pipeline {
                 leaf_hash: request.leaf_hash,
                 reply: request.reply,
             });
+        }
+        if already > 0 {
+            // A checkpoint published meanwhile may cover entries of this batch already; nothing
+            // else would answer them if the tree has nothing more to publish.
+            let current = self.publisher.current();
+            if self.waiters.iter().any(|w| w.index < current.size) {
+                self.answer_covered(&current).instrument(span).await;
+            }
         }
     }
 
@@ -509,11 +537,66 @@ impl Pipeline {
     }
 }
 
-impl Pipeline {
+impl Sequencer {
+    /// Drops duplicates (answering them) and has the coordinator sequence the rest; `None` when
+    /// nothing is left to add, every request having been answered.
+    async fn sequence(&self, batch: Vec<Request>) -> Option<Sequenced> {
+        let batch = self.drop_known_duplicates(batch).await?;
+        let mut fresh: Vec<Request> = Vec::with_capacity(batch.len());
+        let mut followers: Vec<(usize, Request)> = Vec::new();
+        let mut positions: HashMap<[u8; 32], usize> = HashMap::new();
+        for request in batch {
+            if let Some(&position) = positions.get(&request.dedup_key) {
+                followers.push((position, request));
+            } else {
+                positions.insert(request.dedup_key, fresh.len());
+                fresh.push(request);
+            }
+        }
+        if fresh.is_empty() {
+            return None;
+        }
+
+        let leaves: Vec<SequenceLeaf> = fresh
+            .iter()
+            .map(|r| SequenceLeaf {
+                dedup_key: r.dedup_key,
+                data: r.leaf.clone(),
+            })
+            .collect();
+        let span = info_span!(
+            "batch",
+            batch_size = fresh.len(),
+            first_index = tracing::field::Empty
+        );
+        let sequenced = self
+            .coordinator
+            .sequence(&leaves)
+            .instrument(span.clone())
+            .await;
+        let batch = Sequenced {
+            first: 0,
+            fresh,
+            followers,
+            span,
+        };
+        match sequenced {
+            Ok(first) => {
+                batch.span.record("first_index", first);
+                Some(Sequenced { first, ..batch })
+            }
+            Err(e) => {
+                warn!(parent: &batch.span, error = %e, "sequencing failed");
+                batch.fail(&LogError::from(e));
+                None
+            }
+        }
+    }
+
     /// Answers the requests whose entry is already logged (in the cache, or in the coordinator's
     /// persistent index, looked up once per batch) and returns the rest; `None` if the lookup
     /// failed, in which case every request has been answered with the error.
-    async fn drop_known_duplicates(&mut self, batch: Vec<Request>) -> Option<Vec<Request>> {
+    async fn drop_known_duplicates(&self, batch: Vec<Request>) -> Option<Vec<Request>> {
         let mut unknown = Vec::with_capacity(batch.len());
         {
             let cache = lock(&self.cache);
@@ -527,7 +610,7 @@ impl Pipeline {
                 }
             }
         }
-        if !self.config.persistent_dedup || unknown.is_empty() {
+        if !self.persistent_dedup || unknown.is_empty() {
             return Some(unknown);
         }
         let keys: Vec<[u8; 32]> = unknown.iter().map(|r| r.dedup_key).collect();
@@ -556,7 +639,9 @@ impl Pipeline {
         }
         Some(remaining)
     }
+}
 
+impl Pipeline {
     /// Brings the tree to at least `target` leaves with entries sequenced by others: read from
     /// the coordinator while it still holds them, or, once another frontend has integrated and
     /// released them, by resuming the tree from the tiles it wrote.

@@ -8,9 +8,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rekor_log::{Log, LogConfig, LogError};
+use rekor_log::{Appended, Log, LogConfig, LogError};
 use rekor_note::{KeyName, LogSigner};
-use rekor_storage::fault::{FaultyStorage, Operation};
+use rekor_storage::fault::{FaultyCoordinator, FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::{Coordinator, SequenceLeaf, Storage};
 use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
@@ -316,4 +316,147 @@ async fn shutdown_publishes_what_is_in_flight() {
         log.add(entry(2)).await,
         Err(LogError::ShuttingDown)
     ));
+}
+
+/// Polls `condition` until it holds; panics after about five seconds.
+async fn wait_until<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    for _ in 0..500 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not reached in 5 s");
+}
+
+/// Awaits a spawned `add`, failing the test if it takes more than five seconds.
+async fn answer(task: tokio::task::JoinHandle<Result<Appended, LogError>>) -> Appended {
+    match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+        Ok(joined) => joined.unwrap().unwrap(),
+        Err(_) => panic!("the entry was never answered"),
+    }
+}
+
+fn assert_proven(appended: &Appended) {
+    let checkpoint = signer()
+        .verifier()
+        .verify_checkpoint(&appended.checkpoint.note)
+        .unwrap();
+    assert_eq!(checkpoint.size, appended.checkpoint.size);
+    verify_inclusion(
+        &appended.leaf_hash,
+        LeafIndex::new(appended.index),
+        TreeSize::new(checkpoint.size),
+        &appended.proof,
+        &Hash(checkpoint.root),
+    )
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_next_batch_is_sequenced_while_a_checkpoint_is_written() {
+    let storage = Arc::new(FaultyStorage::new(MemoryStorage::default()));
+    let coordinator = Arc::new(FaultyCoordinator::new(MemoryCoordinator::default()));
+    let (store_faults, sequencer_faults) = (storage.handle(), coordinator.handle());
+    let log = open(storage.clone(), coordinator.clone()).await;
+
+    // Entry 0 waits in its sequencing call while entry 1 arrives: they make two batches.
+    sequencer_faults.hold_calls(Operation::Sequence);
+    let first = tokio::spawn({
+        let log = log.clone();
+        async move { log.add(entry(0)).await }
+    });
+    wait_until("entry 0 is being sequenced", || async {
+        sequencer_faults.calls(Operation::Sequence) == 1
+    })
+    .await;
+    let second = tokio::spawn({
+        let log = log.clone();
+        async move { log.add(entry(1)).await }
+    });
+    wait_until("entry 1 is queued", || async {
+        log.stats().outstanding() == 2
+    })
+    .await;
+
+    // Entry 0's checkpoint write hangs; entry 1 is sequenced meanwhile.
+    let writes_before = store_faults.calls(Operation::WriteCheckpoint);
+    store_faults.hold_calls(Operation::WriteCheckpoint);
+    sequencer_faults.release(Operation::Sequence);
+    wait_until(
+        "entry 1 is sequenced during entry 0's checkpoint write",
+        || async { coordinator.inner().state().await.unwrap().sequenced == 2 },
+    )
+    .await;
+    assert_eq!(
+        store_faults.calls(Operation::WriteCheckpoint),
+        writes_before + 1,
+        "only entry 0's checkpoint write has started"
+    );
+    assert!(!first.is_finished(), "entry 0 waits for its checkpoint");
+
+    store_faults.release(Operation::WriteCheckpoint);
+    let (first, second) = (answer(first).await, answer(second).await);
+    assert_eq!((first.index, first.checkpoint.size), (0, 1));
+    assert_eq!((second.index, second.checkpoint.size), (1, 2));
+    assert_proven(&first);
+    assert_proven(&second);
+    log.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_publication_that_takes_in_the_batch_being_sequenced_answers_it() {
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+    let coordinator = Arc::new(FaultyCoordinator::new(MemoryCoordinator::default()));
+    let faults = coordinator.handle();
+    let config = LogConfig {
+        checkpoint_interval: std::time::Duration::from_millis(20),
+        ..LogConfig::default()
+    };
+    let log = support::open_with(storage, coordinator.clone(), config).await;
+    assert_proven(&log.add(entry(0)).await.unwrap());
+
+    // Entry 1's sequencing is slow, so entry 2 arrives meanwhile and forms the next batch.
+    faults.set_delay(Operation::Sequence, std::time::Duration::from_millis(300));
+    let second = tokio::spawn({
+        let log = log.clone();
+        async move { log.add(entry(1)).await }
+    });
+    wait_until("entry 1 is being sequenced", || async {
+        faults.calls(Operation::Sequence) == 2
+    })
+    .await;
+    // Entry 2's sequencing commits but its reply is held, and the publication of entry 1
+    // (with a checkpoint interval, it claims the write and reads the sequenced size) is slowed
+    // down enough to find entry 2 committed and take it in from the coordinator.
+    faults.set_delay(Operation::Sequence, std::time::Duration::ZERO);
+    faults.hold_replies(Operation::Sequence);
+    faults.set_delay(Operation::State, std::time::Duration::from_millis(100));
+    let third = tokio::spawn({
+        let log = log.clone();
+        async move { log.add(entry(2)).await }
+    });
+
+    let second = answer(second).await;
+    assert_eq!(
+        (second.index, second.checkpoint.size),
+        (1, 3),
+        "entry 1's checkpoint covers entry 2, taken in from the coordinator"
+    );
+    assert_proven(&second);
+    assert!(!third.is_finished(), "entry 2's sequencing reply is held");
+    faults.heal_all();
+    let third = answer(third).await;
+    assert_eq!((third.index, third.checkpoint.size), (2, 3));
+    assert_proven(&third);
+
+    // The tree goes on from there.
+    let fourth = log.add(entry(3)).await.unwrap();
+    assert_eq!(fourth.index, 3);
+    assert_proven(&fourth);
+    assert!(matches!(
+        log.add(entry(2)).await,
+        Err(LogError::Duplicate { index: 2 })
+    ));
+    log.shutdown().await;
 }

@@ -15,7 +15,10 @@
 //! - **torn write**: `write_objects` writes only its first `K` objects, then fails, as when a
 //!   process or connection dies part way through a multi-object upload.
 //!
-//! A delay can be added before any operation, to widen race windows or batch requests up.
+//! A delay can be added before any operation, to widen race windows or batch requests up. A
+//! test that needs an exact interleaving holds calls instead: before they reach the backend
+//! ([`FaultHandle::hold_calls`]) or after they took effect ([`FaultHandle::hold_replies`]), until
+//! it releases them.
 //!
 //! ```
 //! # tokio_test_block_on(async {
@@ -202,6 +205,12 @@ struct OperationPlan {
     lose_replies: u64,
     /// Sleep this long before each call.
     delay: Duration,
+    /// Calls starting now wait before reaching the backend until released.
+    hold_calls: bool,
+    /// Calls starting now reach the backend, then their replies wait until released.
+    hold_replies: bool,
+    /// Bumped by each release: a held call waits for it to move past the value it started with.
+    generation: u64,
     /// Calls seen (including failed ones).
     calls: u64,
     /// Calls that got an injected failure.
@@ -229,9 +238,27 @@ enum Action {
 /// Precedence when several faults apply to a call: refusals (`fail_always`, then `fail_next`),
 /// then a torn write (`write_objects` only), then a lost reply. Delays apply to every call,
 /// failed or not, before it is decided.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FaultHandle {
     plan: Arc<Mutex<Plan>>,
+    /// Ticks on every release, waking held calls to look at their operation's generation.
+    released: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Default for FaultHandle {
+    fn default() -> Self {
+        FaultHandle {
+            plan: Arc::default(),
+            released: Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+/// What a call does, decided when it starts.
+struct Start {
+    action: Action,
+    /// Hold the reply until this generation of the operation is released.
+    hold_reply: Option<u64>,
 }
 
 impl FaultHandle {
@@ -277,18 +304,58 @@ impl FaultHandle {
         self.plan().operations[operation.slot()].delay = delay;
     }
 
-    /// Removes every fault planned for `operation` (refusals, lost replies, delay, and for
-    /// `write_objects` pending tears). Counters are kept.
-    pub fn heal(&self, operation: Operation) {
-        let mut plan = self.plan();
-        let op = &mut plan.operations[operation.slot()];
-        op.always = false;
-        op.refuse = 0;
-        op.lose_replies = 0;
-        op.delay = Duration::ZERO;
-        if operation == Operation::WriteObjects {
-            plan.tears.clear();
+    /// Holds every call of `operation` that starts from now on before it reaches the backend,
+    /// until [`FaultHandle::release`]. [`FaultHandle::calls`] counts held calls, so a test can
+    /// wait for one to arrive.
+    pub fn hold_calls(&self, operation: Operation) {
+        self.plan().operations[operation.slot()].hold_calls = true;
+    }
+
+    /// Lets every call of `operation` that starts from now on take effect in the backend, then
+    /// holds its reply until [`FaultHandle::release`]: the store has changed, the caller does not
+    /// know yet.
+    pub fn hold_replies(&self, operation: Operation) {
+        self.plan().operations[operation.slot()].hold_replies = true;
+    }
+
+    /// Lets the held calls and replies of `operation` go on; calls starting later are not held.
+    pub fn release(&self, operation: Operation) {
+        {
+            let mut plan = self.plan();
+            let op = &mut plan.operations[operation.slot()];
+            op.hold_calls = false;
+            op.hold_replies = false;
+            op.generation = op.generation.wrapping_add(1);
         }
+        self.released
+            .send_modify(|tick| *tick = tick.wrapping_add(1));
+    }
+
+    /// Waits until the holds of `operation` at `generation` are released.
+    async fn held(&self, operation: Operation, generation: u64) {
+        let mut ticks = self.released.subscribe();
+        while self.plan().operations[operation.slot()].generation == generation {
+            if ticks.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Removes every fault planned for `operation` (refusals, lost replies, delay, holds, and for
+    /// `write_objects` pending tears), releasing held calls. Counters are kept.
+    pub fn heal(&self, operation: Operation) {
+        {
+            let mut plan = self.plan();
+            let op = &mut plan.operations[operation.slot()];
+            op.always = false;
+            op.refuse = 0;
+            op.lose_replies = 0;
+            op.delay = Duration::ZERO;
+            if operation == Operation::WriteObjects {
+                plan.tears.clear();
+            }
+        }
+        self.release(operation);
     }
 
     /// Removes every planned fault of every operation. Counters are kept.
@@ -319,14 +386,17 @@ impl FaultHandle {
                 .any(|op| op.always || op.refuse > 0 || op.lose_replies > 0)
     }
 
-    /// Counts the call, sleeps any delay, and decides what the call does.
-    async fn begin(&self, operation: Operation) -> Action {
-        let delay = {
+    /// Counts the call, waits out any hold and delay, and decides what the call does.
+    async fn begin(&self, operation: Operation) -> Start {
+        let (delay, hold_call, hold_reply, generation) = {
             let mut plan = self.plan();
             let op = &mut plan.operations[operation.slot()];
             op.calls = op.calls.saturating_add(1);
-            op.delay
+            (op.delay, op.hold_calls, op.hold_replies, op.generation)
         };
+        if hold_call {
+            self.held(operation, generation).await;
+        }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -359,7 +429,18 @@ impl FaultHandle {
         if action != Action::Pass {
             op.injected = op.injected.saturating_add(1);
         }
-        action
+        Start {
+            action,
+            hold_reply: hold_reply.then_some(generation),
+        }
+    }
+
+    /// Holds a reply as the call's start decided.
+    async fn reply<T>(&self, operation: Operation, start: &Start, reply: T) -> T {
+        if let Some(generation) = start.hold_reply {
+            self.held(operation, generation).await;
+        }
+        reply
     }
 
     /// Runs `call` as `action` says: refused before it, passed through, or run then failed.
@@ -367,15 +448,16 @@ impl FaultHandle {
     where
         F: Future<Output = Result<T>>,
     {
-        match self.begin(operation).await {
-            Action::Refuse => Err(injected(operation, FaultKind::Refused)),
+        let start = self.begin(operation).await;
+        let reply = match start.action {
+            Action::Refuse => return Err(injected(operation, FaultKind::Refused)),
             // Tears apply to write_objects only, which handles them itself.
             Action::Pass | Action::Tear(_) => call.await,
-            Action::LoseReply => {
-                call.await?;
-                Err(injected(operation, FaultKind::LostReply))
-            }
-        }
+            Action::LoseReply => call
+                .await
+                .and_then(|_| Err(injected(operation, FaultKind::LostReply))),
+        };
+        self.reply(operation, &start, reply).await
     }
 }
 
@@ -415,22 +497,27 @@ impl<S: Storage + ?Sized> FaultyStorage<S> {
 impl<S: Storage + ?Sized> Storage for FaultyStorage<S> {
     async fn write_objects(&self, mut objects: Vec<Object>) -> Result<()> {
         let operation = Operation::WriteObjects;
-        match self.handle.begin(operation).await {
-            Action::Refuse => Err(injected(operation, FaultKind::Refused)),
+        let start = self.handle.begin(operation).await;
+        let reply = match start.action {
+            Action::Refuse => return Err(injected(operation, FaultKind::Refused)),
             Action::Pass => self.inner.write_objects(objects).await,
-            Action::LoseReply => {
-                self.inner.write_objects(objects).await?;
-                Err(injected(operation, FaultKind::LostReply))
-            }
+            Action::LoseReply => self
+                .inner
+                .write_objects(objects)
+                .await
+                .and_then(|()| Err(injected(operation, FaultKind::LostReply))),
             Action::Tear(written) => {
                 let written = written.min(objects.len());
                 objects.truncate(written);
-                if !objects.is_empty() {
-                    self.inner.write_objects(objects).await?;
-                }
-                Err(injected(operation, FaultKind::Torn { written }))
+                let torn = if objects.is_empty() {
+                    Ok(())
+                } else {
+                    self.inner.write_objects(objects).await
+                };
+                torn.and_then(|()| Err(injected(operation, FaultKind::Torn { written })))
             }
-        }
+        };
+        self.handle.reply(operation, &start, reply).await
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {
@@ -816,5 +903,60 @@ mod tests {
         let slots: std::collections::HashSet<usize> =
             Operation::ALL.iter().map(|o| o.slot()).collect();
         assert_eq!(slots.len(), Operation::ALL.len());
+    }
+
+    /// Polls until `ready` holds; panics after a few seconds.
+    async fn eventually(mut ready: impl FnMut() -> bool) {
+        for _ in 0..500 {
+            if ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("condition not reached in 5 s");
+    }
+
+    #[tokio::test]
+    async fn a_held_call_reaches_the_backend_only_when_released() {
+        let coordinator = Arc::new(FaultyCoordinator::new(MemoryCoordinator::default()));
+        let faults = coordinator.handle();
+        faults.hold_calls(Operation::Sequence);
+        let call = tokio::spawn({
+            let coordinator = Arc::clone(&coordinator);
+            async move { coordinator.sequence(&[leaf(1)]).await }
+        });
+        eventually(|| faults.calls(Operation::Sequence) == 1).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(coordinator.inner().state().await.unwrap().sequenced, 0);
+        assert!(!call.is_finished());
+        faults.release(Operation::Sequence);
+        assert_eq!(call.await.unwrap().unwrap(), 0);
+        assert_eq!(coordinator.inner().state().await.unwrap().sequenced, 1);
+        // Calls after the release are not held.
+        assert_eq!(coordinator.sequence(&[leaf(2)]).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_reply_comes_after_the_call_took_effect() {
+        let storage = Arc::new(FaultyStorage::new(MemoryStorage::default()));
+        let faults = storage.handle();
+        faults.hold_replies(Operation::WriteObjects);
+        let call = tokio::spawn({
+            let storage = Arc::clone(&storage);
+            async move { storage.write_objects(vec![object(3)]).await }
+        });
+        let inner = Arc::clone(storage.inner());
+        eventually(|| faults.calls(Operation::WriteObjects) == 1).await;
+        for _ in 0..500 {
+            if inner.read("tile/0/003").await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(inner.read("tile/0/003").await.unwrap(), object(3).data);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!call.is_finished());
+        faults.heal(Operation::WriteObjects);
+        call.await.unwrap().unwrap();
     }
 }

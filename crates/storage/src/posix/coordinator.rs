@@ -55,8 +55,11 @@ struct Db {
 /// The POSIX backend's [`Coordinator`].
 pub struct PosixCoordinator {
     db: Db,
-    // Serialises sequencing and integration commits; holds the cached state they update.
+    /// The sizes as committed; locked only briefly, never across an fsync, so the integrated
+    /// size moves (the publication of one batch) while the next batch's commit syncs.
     state: Arc<Mutex<SequenceState>>,
+    /// Held across a sequencing commit: one at a time, each continuing from the last.
+    sequencing: Arc<Mutex<()>>,
     /// The integrated size persisted in `meta`: leaves below it are released.
     released: Arc<Mutex<u64>>,
     tracker: Arc<SyncTracker>,
@@ -132,6 +135,7 @@ impl PosixCoordinator {
         let coordinator = PosixCoordinator {
             db,
             state: Arc::new(Mutex::new(state)),
+            sequencing: Arc::new(Mutex::new(())),
             released: Arc::new(Mutex::new(state.integrated)),
             tracker: Arc::clone(&tracker),
             _lock: lock,
@@ -173,9 +177,13 @@ impl PosixCoordinator {
 impl Coordinator for PosixCoordinator {
     async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64> {
         let leaves = leaves.to_vec();
+        let sequencing = Arc::clone(&self.sequencing);
         self.blocking(move |db, state| {
-            let mut state = lock_state(state);
-            let first = state.sequenced;
+            let _sequencing = sequencing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Only this commit moves the sequenced size, so it stays put until the commit ends.
+            let first = lock_state(state).sequenced;
             let mut batch = db.db.batch().durability(Some(PersistMode::SyncAll));
             let mut next = first;
             for leaf in &leaves {
@@ -188,7 +196,7 @@ impl Coordinator for PosixCoordinator {
             }
             batch.insert(&db.meta, META_SEQUENCED, next.to_be_bytes());
             batch.commit().map_err(db_error)?;
-            state.sequenced = next;
+            lock_state(state).sequenced = next;
             Ok(first)
         })
         .await
