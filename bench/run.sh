@@ -143,6 +143,10 @@ stop_server() {
 
 rss_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 
+# cpu_ticks <pid>: the user + system CPU time a process has used, in clock ticks (the name in
+# field 2 of /proc/<pid>/stat has no spaces for our binaries).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
 # result <file> <key>: a value from the RESULT line rekor-bench printed last.
 result() { awk -v key="$2" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == key) print kv[2] } }' "$1" | tail -n 1; }
 
@@ -298,12 +302,19 @@ full() {
 	start_server "$data"
 	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
 	# The machine is shared and noisy: the maximum is the median of ROUNDS closed-loop rounds.
-	local round rates=()
+	local round rates=() created=0 ticks_before ticks_after
+	ticks_before=$(cpu_ticks "$SERVER_PID")
 	for round in $(seq 1 "$ROUNDS"); do
 		loadavg
 		load "max-$round" --http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
 		rates+=("$(result "$WORK/max-$round.out" entries_per_s)")
+		created=$((created + $(result "$WORK/max-$round.out" created)))
 	done
+	ticks_after=$(cpu_ticks "$SERVER_PID")
+	# The load generator shares the two cores: the server's own CPU per entry, against one
+	# verify's CPU (openssl ran on both cores), is the ratio with the generator taken out.
+	SERVER_US=$(calc '%.1f' "($ticks_after - $ticks_before) * 1000000 / $(getconf CLK_TCK) / $created")
+	VERIFY_US=$(calc '%.1f' "2 * 1000000 / $P256_VERIFY")
 	MAX_RATE=$(printf '%s\n' "${rates[@]}" | sort -g | sed -n "$(((ROUNDS + 1) / 2))p")
 	log "HTTP rounds (entries/s): ${rates[*]}; median $MAX_RATE"
 	SERVER_RSS=$(rss_kib "$SERVER_PID" VmRSS)
@@ -350,6 +361,7 @@ full() {
 	log ""
 	log "== summary (targets in parentheses)"
 	log "HTTP P-256 writes/s, c=$CONCURRENCY (median of $ROUNDS): $MAX_RATE  = $ratio x machine P-256 verify/s ($P256_VERIFY)   (>= 0.60)"
+	log "server CPU per entry at full load:     $SERVER_US us; one P-256 verify: $VERIFY_US us; ratio $(calc '%.2f' "$VERIFY_US / $SERVER_US")   (the ratio above without the load generator's CPU)"
 	log "half load ($half/s): p50 ${p50} ms, p90 $(result "$WORK/half.out" p90_ms) ms, p99 ${p99} ms, max $(result "$WORK/half.out" max_ms) ms   (p50 <= 30, p99 <= 150)"
 	log "gRPC P-256 writes/s, c=$CONCURRENCY:        $(result "$WORK/grpc.out" entries_per_s)  = $(calc '%.2f' "$(result "$WORK/grpc.out" entries_per_s) / $P256_VERIFY") x verify/s"
 	log "HTTP mixed p256=8,ed25519ph=1,rsa2048=1:   $(result "$WORK/mix.out" entries_per_s) entries/s"
