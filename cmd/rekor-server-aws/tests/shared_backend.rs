@@ -40,7 +40,9 @@ async fn two_frontends_on_s3_and_mysql_build_one_tree() -> anyhow::Result<()> {
     .with_env("AWS_ACCESS_KEY_ID", MOTO_ACCESS_KEY_ID)
     .with_env("AWS_SECRET_ACCESS_KEY", MOTO_SECRET_ACCESS_KEY)
     .with_env("AWS_REGION", MOTO_REGION);
-    let report = shared_backend_suite(&config, 8, 8).await?;
+    // 2 x 8 x 17 = 272 entries: past the first full tile, so the frontends delete superseded
+    // partials while they run, and read around the ones another frontend deleted.
+    let report = shared_backend_suite(&config, 8, 17).await?;
     println!("== rekor-server-aws, 2 frontends, checkpoint per batch: {report}");
     Ok(())
 }

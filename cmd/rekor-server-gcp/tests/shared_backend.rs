@@ -35,7 +35,9 @@ async fn two_frontends_on_gcs_and_spanner_build_one_tree() -> anyhow::Result<()>
     )
     .with_env("STORAGE_EMULATOR_HOST", gcs.endpoint())
     .with_env("SPANNER_EMULATOR_HOST", spanner.grpc_address());
-    let report = shared_backend_suite(&config, 8, 8).await?;
+    // 2 x 8 x 17 = 272 entries: past the first full tile, so the frontends delete superseded
+    // partials while they run, and read around the ones another frontend deleted.
+    let report = shared_backend_suite(&config, 8, 17).await?;
     println!("== rekor-server-gcp, 2 frontends, checkpoint interval 1 s: {report}");
     Ok(())
 }

@@ -4,12 +4,15 @@
 //! objects that changed since the last write (only the widest version of each tile: intermediate
 //! partial tiles that no checkpoint will name are never written), and the tiles changed since the
 //! last checkpoint, from which every waiting entry's inclusion proof is computed without reading storage.
+//! It also remembers the partial objects it wrote: they can be deleted once the integrated size has
+//! passed the end of their tile, whose full object is written then (by this log or another
+//! frontend sharing the backend).
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use rekor_storage::{Object, Storage};
-use rekor_tlog::{BundleBuilder, Hash, TileMap, TreeBuilder, TreeSize};
+use rekor_tlog::{BundleBuilder, Hash, TileMap, TilePath, TreeBuilder, TreeSize};
 
 use crate::LogError;
 
@@ -20,12 +23,30 @@ enum Slot {
     Entries { index: u64 },
 }
 
+impl Slot {
+    /// The tree size at which this tile or bundle is full.
+    fn full_at(self) -> u64 {
+        // Each hash at level L stands for 256^L leaves.
+        let (shift, index) = match self {
+            Slot::Hash { level, index } => (u32::from(level) * 8, index),
+            Slot::Entries { index } => (0, index),
+        };
+        match index.checked_add(1).and_then(|n| n.checked_mul(256)) {
+            Some(end) if shift < 64 && end.leading_zeros() >= shift => end << shift,
+            // Beyond any tree this log can hold.
+            _ => u64::MAX,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Integrator {
     tree: TreeBuilder,
     bundles: BundleBuilder,
     unwritten: BTreeMap<Slot, Object>,
     since_checkpoint: TileMap,
+    /// Partial objects written, per slot, until the integrated size passes the slot's end.
+    partials: BTreeMap<Slot, Vec<String>>,
 }
 
 impl Integrator {
@@ -35,6 +56,7 @@ impl Integrator {
             bundles,
             unwritten: BTreeMap::new(),
             since_checkpoint: TileMap::new(),
+            partials: BTreeMap::new(),
         }
     }
 
@@ -81,8 +103,28 @@ impl Integrator {
         if count > 0 {
             storage.write_objects(objects).await?;
         }
-        self.unwritten.clear();
+        for (slot, object) in std::mem::take(&mut self.unwritten) {
+            if is_partial(&object.path) {
+                self.partials.entry(slot).or_default().push(object.path);
+            }
+        }
         Ok(count)
+    }
+
+    /// Takes the partial objects written for tiles and bundles that are full at or below
+    /// `integrated`: their full objects are written, and a start or another frontend resuming the
+    /// tree at that size reads those, so the partials are no longer needed.
+    pub(crate) fn take_superseded(&mut self, integrated: u64) -> Vec<String> {
+        let due: Vec<Slot> = self
+            .partials
+            .keys()
+            .copied()
+            .filter(|slot| slot.full_at() <= integrated)
+            .collect();
+        due.into_iter()
+            .filter_map(|slot| self.partials.remove(&slot))
+            .flatten()
+            .collect()
     }
 
     /// A reader holding the right edge and every tile changed since the last checkpoint: enough to
@@ -98,5 +140,38 @@ impl Integrator {
     /// Forgets the tiles kept for proofs once a checkpoint covers them.
     pub(crate) fn checkpoint_published(&mut self) {
         self.since_checkpoint = TileMap::new();
+    }
+}
+
+/// Whether `path` names a partial hash tile or entry bundle.
+fn is_partial(path: &str) -> bool {
+    match TilePath::parse(path) {
+        Ok(TilePath::Hash(tile)) => !tile.is_full(),
+        Ok(TilePath::Entries(bundle)) => !bundle.is_full(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_full_once_the_tree_covers_its_last_hash() {
+        assert_eq!(Slot::Entries { index: 0 }.full_at(), 256);
+        assert_eq!(Slot::Entries { index: 4 }.full_at(), 5 * 256);
+        assert_eq!(Slot::Hash { level: 0, index: 2 }.full_at(), 3 * 256);
+        assert_eq!(Slot::Hash { level: 1, index: 0 }.full_at(), 65_536);
+        assert_eq!(Slot::Hash { level: 2, index: 1 }.full_at(), 2 << 24);
+        assert_eq!(Slot::Hash { level: 7, index: 0 }.full_at(), u64::MAX);
+        assert_eq!(
+            Slot::Hash {
+                level: 6,
+                index: 1 << 20
+            }
+            .full_at(),
+            u64::MAX
+        );
+        assert_eq!(Slot::Entries { index: u64::MAX }.full_at(), u64::MAX);
     }
 }

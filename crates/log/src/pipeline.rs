@@ -31,6 +31,9 @@ use crate::{Appended, LogConfig, LogError, LogStats, PublishedCheckpoint, lock};
 /// How many sequenced leaves one coordinator read fetches.
 pub(crate) const READ_CHUNK: u64 = 4096;
 
+/// Deletions of superseded partials queued for the collector; beyond this they are left behind.
+const COLLECTOR_QUEUE: usize = 64;
+
 /// A request to log one entry.
 pub(crate) struct Request {
     pub(crate) leaf: Bytes,
@@ -114,6 +117,8 @@ pub(crate) struct Pipeline {
     /// Shutting down: publish what is left without claiming (one last write is worth more than
     /// the storage's rate limit).
     draining: bool,
+    /// Deletes superseded partials in the background; `None` when the storage does it itself.
+    collector: Option<mpsc::Sender<Vec<String>>>,
 }
 
 impl Pipeline {
@@ -128,6 +133,8 @@ impl Pipeline {
         stats: Arc<LogStats>,
         integrated: u64,
     ) -> Self {
+        let collector =
+            (!storage.deletes_partials_itself()).then(|| spawn_collector(Arc::clone(&storage)));
         Pipeline {
             config,
             storage,
@@ -141,6 +148,7 @@ impl Pipeline {
             failing: false,
             retry_after: None,
             draining: false,
+            collector,
         }
     }
 
@@ -388,6 +396,7 @@ impl Pipeline {
         self.record_integrated(checkpoint.size)
             .instrument(span.clone())
             .await;
+        self.collect_superseded();
 
         let size = TreeSize::new(checkpoint.size);
         let root = checkpoint.root;
@@ -723,6 +732,18 @@ impl Pipeline {
         }
     }
 
+    /// Hands the partials that full objects superseded below the integrated size to the
+    /// collector, or forgets them when the storage deletes its own.
+    fn collect_superseded(&mut self) {
+        let paths = self.integrator.take_superseded(self.integrated);
+        if let Some(collector) = &self.collector
+            && !paths.is_empty()
+            && collector.try_send(paths).is_err()
+        {
+            debug!("the partial collector is behind; superseded partials stay");
+        }
+    }
+
     /// After a failed checkpoint swap or claim: takes the stored checkpoint, checks that it is signed by
     /// this log and commits to a prefix of the shared sequence (catching the tree up to it when
     /// another frontend published a larger tree), takes over its version, and says whether it
@@ -837,6 +858,21 @@ fn prove(
     verify_inclusion(leaf_hash, index, size, &proof, root)
         .map_err(|e| LogError::internal(format!("inclusion proof does not verify: {e}")))?;
     Ok(proof)
+}
+
+/// Starts the task that deletes superseded partials, off the pipeline's path. A failed deletion
+/// leaves them behind, which is harmless: readers fall back to the full objects.
+fn spawn_collector(storage: Arc<dyn Storage>) -> mpsc::Sender<Vec<String>> {
+    let (sender, mut receiver) = mpsc::channel::<Vec<String>>(COLLECTOR_QUEUE);
+    tokio::spawn(async move {
+        while let Some(paths) = receiver.recv().await {
+            let count = paths.len();
+            if let Err(e) = storage.delete_partials(paths).await {
+                warn!(error = %e, count, "deleting superseded partial objects failed; they stay");
+            }
+        }
+    });
+    sender
 }
 
 fn far_future() -> Instant {

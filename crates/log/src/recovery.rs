@@ -190,7 +190,7 @@ async fn resume_bundles(storage: &dyn Storage, size: u64) -> Result<BundleBuilde
         index: TileIndex::new(size / full),
         width,
     };
-    let bytes = storage.read(&id.path()).await?;
+    let bytes = crate::tiles::read_bundle(storage, id).await?;
     BundleBuilder::resume(TreeSize::new(size), Some(&bytes))
         .map_err(|e| LogError::inconsistent(format!("entry bundle {}: {e}", id.path())))
 }

@@ -84,6 +84,12 @@ impl Storage for Recording {
         self.checkpoints.lock().unwrap().push(data);
         Ok(version)
     }
+    async fn delete_partials(&self, paths: Vec<String>) -> rekor_storage::Result<()> {
+        self.inner.delete_partials(paths).await
+    }
+    fn deletes_partials_itself(&self) -> bool {
+        self.inner.deletes_partials_itself()
+    }
 }
 
 /// What the test has seen: the entries it submitted, those acknowledged, and every checkpoint.

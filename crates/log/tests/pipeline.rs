@@ -460,3 +460,66 @@ async fn a_publication_that_takes_in_the_batch_being_sequenced_answers_it() {
     ));
     log.shutdown().await;
 }
+
+#[tokio::test]
+async fn superseded_partials_are_deleted_once_the_log_has_integrated_past_them() {
+    let storage = Arc::new(MemoryStorage::default());
+    let coordinator: Arc<dyn Coordinator> = Arc::new(MemoryCoordinator::default());
+    let log = open(storage.clone(), coordinator.clone()).await;
+    // One entry at a time: a checkpoint, and new partials, after every entry.
+    for n in 0..300 {
+        log.add(entry(n)).await.unwrap();
+    }
+    let gone = |path: String| {
+        let storage = storage.clone();
+        async move {
+            matches!(
+                storage.read(&path).await,
+                Err(rekor_storage::Error::NotFound { .. })
+            )
+        }
+    };
+    wait_until("the partials of tile 0 are deleted", || {
+        gone("tile/0/000.p/255".to_owned())
+    })
+    .await;
+    for width in 1..256 {
+        assert!(
+            gone(format!("tile/0/000.p/{width}")).await,
+            "tile/0/000.p/{width}"
+        );
+        assert!(
+            gone(format!("tile/entries/000.p/{width}")).await,
+            "tile/entries/000.p/{width}"
+        );
+    }
+    // The full objects, and the partials at the current size and of tiles still filling, stay.
+    for kept in [
+        "tile/0/000",
+        "tile/entries/000",
+        "tile/0/001.p/44",
+        "tile/entries/001.p/44",
+        "tile/1/000.p/1",
+    ] {
+        storage
+            .read(kept)
+            .await
+            .unwrap_or_else(|e| panic!("{kept}: {e}"));
+    }
+    assert!(
+        !gone("tile/0/001.p/43".to_owned()).await,
+        "tile 1 is not full yet"
+    );
+    log.shutdown().await;
+
+    // A log resumed from this storage proves entries of the deleted partials' range.
+    let log = open(storage.clone(), coordinator).await;
+    let appended = log.add(entry(300)).await.unwrap();
+    assert_eq!(appended.index, 300);
+    assert_proven(&appended);
+    assert!(matches!(
+        log.add(entry(7)).await,
+        Err(LogError::Duplicate { index: 7 })
+    ));
+    log.shutdown().await;
+}

@@ -38,6 +38,40 @@ pub async fn storage_suite(storage: &dyn Storage) {
     assert_eq!(storage.read(&tile.path).await.unwrap(), tile.data);
     storage.write_objects(Vec::new()).await.unwrap();
 
+    // Superseded partials can be deleted, missing ones too; nothing else can.
+    let full = Object::new("tile/entries/000", vec![0u8, 1, 42, 0, 1, 43]);
+    storage.write_objects(vec![full.clone()]).await.unwrap();
+    for refused in [full.path.as_str(), "checkpoint", "tile/entries/000.p/256"] {
+        assert!(
+            matches!(
+                storage
+                    .delete_partials(vec![bundle.path.clone(), refused.to_owned()])
+                    .await,
+                Err(Error::InvalidPath { .. })
+            ),
+            "deleting {refused} was accepted"
+        );
+    }
+    assert_eq!(
+        storage.read(&bundle.path).await.unwrap(),
+        bundle.data,
+        "a refused call deletes nothing"
+    );
+    storage
+        .delete_partials(vec![bundle.path.clone(), "tile/entries/001.p/3".to_owned()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        storage.read(&bundle.path).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(storage.read(&full.path).await.unwrap(), full.data);
+    storage
+        .delete_partials(vec![bundle.path.clone()])
+        .await
+        .unwrap();
+    storage.delete_partials(Vec::new()).await.unwrap();
+
     // Paths that escape the root or name private state are refused.
     for bad in ["../escape", ".rekor/lock", "/etc/passwd", "tile//0"] {
         assert!(

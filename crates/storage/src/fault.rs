@@ -66,6 +66,8 @@ pub enum Operation {
     ReadCheckpoint,
     /// [`Storage::write_checkpoint`].
     WriteCheckpoint,
+    /// [`Storage::delete_partials`].
+    DeletePartials,
     /// [`Coordinator::sequence`].
     Sequence,
     /// [`Coordinator::lookup`].
@@ -80,11 +82,12 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Operation::WriteObjects,
         Operation::Read,
         Operation::ReadCheckpoint,
         Operation::WriteCheckpoint,
+        Operation::DeletePartials,
         Operation::Sequence,
         Operation::Lookup,
         Operation::State,
@@ -99,6 +102,7 @@ impl Operation {
             Operation::Read => "read",
             Operation::ReadCheckpoint => "read_checkpoint",
             Operation::WriteCheckpoint => "write_checkpoint",
+            Operation::DeletePartials => "delete_partials",
             Operation::Sequence => "sequence",
             Operation::Lookup => "lookup",
             Operation::State => "state",
@@ -118,6 +122,7 @@ impl Operation {
             Operation::State => 6,
             Operation::ReadSequenced => 7,
             Operation::MarkIntegrated => 8,
+            Operation::DeletePartials => 9,
         }
     }
 }
@@ -543,6 +548,16 @@ impl<S: Storage + ?Sized> Storage for FaultyStorage<S> {
                 self.inner.write_checkpoint(data, expected),
             )
             .await
+    }
+
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()> {
+        self.handle
+            .run(Operation::DeletePartials, self.inner.delete_partials(paths))
+            .await
+    }
+
+    fn deletes_partials_itself(&self) -> bool {
+        self.inner.deletes_partials_itself()
     }
 }
 

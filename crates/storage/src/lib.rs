@@ -165,6 +165,22 @@ pub trait Storage: Send + Sync + Debug + 'static {
         data: Bytes,
         expected: Option<&ObjectVersion>,
     ) -> Result<ObjectVersion>;
+
+    /// Deletes partial hash tiles and entry bundles (`<N>.p/<W>` paths) that a full tile or
+    /// bundle has superseded. C2SP tlog-tiles lets a log delete them once the full one is
+    /// available: a reader holding an older checkpoint reads the full one and uses its prefix.
+    ///
+    /// A path already gone is not an error. Any path that is not a partial tile or bundle is
+    /// [`Error::InvalidPath`], checked before anything is deleted. On another error some of the
+    /// paths may have been deleted.
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()>;
+
+    /// Whether this storage deletes superseded partials by itself. The POSIX backend does, after
+    /// its background sync has made the full tiles durable. For the others the log deletes the
+    /// partials it wrote, once the coordinator's integrated size has passed their full tile.
+    fn deletes_partials_itself(&self) -> bool {
+        false
+    }
 }
 
 /// A leaf to sequence: the canonical entry bytes and their SHA-256 (the dedup key).
@@ -266,9 +282,58 @@ pub fn check_object_path(path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `path` names a partial hash tile or entry bundle (`tile/<L>/<N>.p/<W>` or
+/// `tile/entries/<N>.p/<W>`), the only objects [`Storage::delete_partials`] deletes.
+///
+/// # Errors
+///
+/// [`Error::InvalidPath`] for any other path.
+pub fn check_partial_path(path: &str) -> Result<()> {
+    check_object_path(path)?;
+    let partial = match rekor_tlog::TilePath::parse(path) {
+        Ok(rekor_tlog::TilePath::Hash(tile)) => !tile.is_full(),
+        Ok(rekor_tlog::TilePath::Entries(bundle)) => !bundle.is_full(),
+        Err(_) => false,
+    };
+    if partial {
+        Ok(())
+    } else {
+        Err(Error::InvalidPath {
+            path: path.to_owned(),
+            reason: "not a partial tile or entry bundle",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_partial_tiles_and_bundles_may_be_deleted() {
+        for partial in [
+            "tile/0/000.p/1",
+            "tile/2/x001/234.p/255",
+            "tile/entries/007.p/9",
+        ] {
+            check_partial_path(partial).unwrap();
+        }
+        for other in [
+            "tile/0/000",
+            "tile/entries/000",
+            "checkpoint",
+            ".rekor/db",
+            "tile/0/000.p/256",
+            "tile/0/000.p/0",
+            "tile/0/../000.p/1",
+            "tile/0/000.p",
+        ] {
+            assert!(
+                matches!(check_partial_path(other), Err(Error::InvalidPath { .. })),
+                "{other} was accepted"
+            );
+        }
+    }
 
     #[test]
     fn object_paths_are_checked() {

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::{
     CHECKPOINT_PATH, Coordinator, Error, Object, ObjectVersion, Result, SequenceLeaf,
-    SequenceState, Storage, Versioned, check_object_path,
+    SequenceState, Storage, Versioned, check_object_path, check_partial_path,
 };
 
 const BACKEND: &str = "memory";
@@ -90,6 +90,17 @@ impl Storage for MemoryStorage {
         let generation = checkpoint.as_ref().map_or(1, |(_, g)| g.saturating_add(1));
         *checkpoint = Some((data, generation));
         Ok(ObjectVersion(generation.to_string()))
+    }
+
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()> {
+        for path in &paths {
+            check_partial_path(path)?;
+        }
+        let mut map = lock(&self.objects);
+        for path in &paths {
+            map.remove(path);
+        }
+        Ok(())
     }
 }
 

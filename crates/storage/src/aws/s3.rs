@@ -16,7 +16,7 @@ use object_store::{
 use super::{AwsError, S3_BACKEND, s3_error, timeout};
 use crate::{
     CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
-    check_object_path,
+    check_object_path, check_partial_path,
 };
 
 /// How many times a create-only write is retried when S3 reports a conflict but the object is
@@ -352,6 +352,31 @@ impl Storage for S3Storage {
                 Err(e) => Err(s3_error(e, CHECKPOINT_PATH)),
             }
         })
+        .await
+    }
+
+    /// One `DELETE` per object, `concurrency` at a time (S3 answers 204 for a missing key too).
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()> {
+        let located = paths
+            .into_iter()
+            .map(|path| {
+                check_partial_path(&path)?;
+                object_path(&path).map(|location| (path, location))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let concurrency = self.config.concurrency;
+        self.bounded(
+            "delete_partials",
+            futures::stream::iter(located)
+                .map(|(path, location)| async move {
+                    match self.store.delete(&location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(s3_error(e, &path)),
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .try_collect::<()>(),
+        )
         .await
     }
 }

@@ -8,6 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::Error as HttpError;
 use gcloud_storage::http::objects::Object as GcsObject;
+use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
@@ -15,7 +16,7 @@ use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use super::{DEFAULT_TIMEOUT, GCS, other, unavailable};
 use crate::{
     CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
-    check_object_path,
+    check_object_path, check_partial_path,
 };
 
 /// The standard variable that points GCS clients at an emulator (`host:port` or a URL).
@@ -240,6 +241,24 @@ impl GcsStorage {
         }
     }
 
+    /// Deletes one object; a missing one counts as deleted.
+    async fn delete(&self, path: String) -> Result<()> {
+        let request = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: path,
+            ..DeleteObjectRequest::default()
+        };
+        let work = async { self.client.delete_object(&request).await };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => match GcsFailure::from(error) {
+                GcsFailure::NotFound => Ok(()),
+                failure => Err(failure.into_error(&request.object)),
+            },
+            Err(_) => Err(self.timed_out("delete")),
+        }
+    }
+
     fn timed_out(&self, what: &'static str) -> Error {
         unavailable(
             GCS,
@@ -348,5 +367,17 @@ impl Storage for GcsStorage {
             }),
             Err(failure) => Err(failure.into_error(CHECKPOINT_PATH)),
         }
+    }
+
+    /// One request per object, up to 16 at a time.
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()> {
+        for path in &paths {
+            check_partial_path(path)?;
+        }
+        futures::stream::iter(paths)
+            .map(|path| self.delete(path))
+            .buffer_unordered(MAX_CONCURRENT_UPLOADS)
+            .try_collect::<()>()
+            .await
     }
 }

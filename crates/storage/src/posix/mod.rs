@@ -36,7 +36,7 @@ use sync::{SyncTracker, sync_dir};
 
 use crate::{
     BoxError, CHECKPOINT_PATH, Error, Object, ObjectVersion, Result, Storage, Versioned,
-    check_object_path,
+    check_object_path, check_partial_path,
 };
 
 const BACKEND: &str = "posix";
@@ -395,6 +395,32 @@ impl Storage for PosixStorage {
         .map_err(io_error)?;
         *known = Some(Some(version.clone()));
         Ok(version)
+    }
+
+    async fn delete_partials(&self, paths: Vec<String>) -> Result<()> {
+        for path in &paths {
+            check_partial_path(path)?;
+        }
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> io::Result<()> {
+            for path in paths {
+                match fs::remove_file(root.join(path)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(join_error)?
+        .map_err(io_error)
+    }
+
+    /// The background sync deletes each `<N>.p/` directory once the full object is durable and
+    /// the persisted integrated size has passed it (see [`sync`]).
+    fn deletes_partials_itself(&self) -> bool {
+        true
     }
 }
 
