@@ -11,8 +11,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use rekor_storage::{Object, Storage};
-use rekor_tlog::{BundleBuilder, Hash, TileMap, TilePath, TreeBuilder, TreeSize};
+use rekor_storage::{Object, Storage, check_partial_path};
+use rekor_tlog::{
+    BundleBuilder, Hash, TileIndex, TileLevel, TileMap, TileWidth, TreeBuilder, TreeSize,
+    tile_width_at,
+};
 
 use crate::LogError;
 
@@ -24,18 +27,17 @@ enum Slot {
 }
 
 impl Slot {
-    /// The tree size at which this tile or bundle is full.
-    fn full_at(self) -> u64 {
-        // Each hash at level L stands for 256^L leaves.
-        let (shift, index) = match self {
-            Slot::Hash { level, index } => (u32::from(level) * 8, index),
+    /// Whether this tile or bundle is full in a tree of `size` leaves.
+    fn is_full_at(self, size: u64) -> bool {
+        let (level, index) = match self {
+            Slot::Hash { level, index } => (level, index),
+            // An entry bundle covers the same leaves as the level-0 tile of its index.
             Slot::Entries { index } => (0, index),
         };
-        match index.checked_add(1).and_then(|n| n.checked_mul(256)) {
-            Some(end) if shift < 64 && end.leading_zeros() >= shift => end << shift,
-            // Beyond any tree this log can hold.
-            _ => u64::MAX,
-        }
+        TileLevel::new(level).is_some_and(|level| {
+            tile_width_at(level, TileIndex::new(index), TreeSize::new(size))
+                .is_some_and(TileWidth::is_full)
+        })
     }
 }
 
@@ -104,7 +106,7 @@ impl Integrator {
             storage.write_objects(objects).await?;
         }
         for (slot, object) in std::mem::take(&mut self.unwritten) {
-            if is_partial(&object.path) {
+            if check_partial_path(&object.path).is_ok() {
                 self.partials.entry(slot).or_default().push(object.path);
             }
         }
@@ -119,7 +121,7 @@ impl Integrator {
             .partials
             .keys()
             .copied()
-            .filter(|slot| slot.full_at() <= integrated)
+            .filter(|slot| slot.is_full_at(integrated))
             .collect();
         due.into_iter()
             .filter_map(|slot| self.partials.remove(&slot))
@@ -143,35 +145,27 @@ impl Integrator {
     }
 }
 
-/// Whether `path` names a partial hash tile or entry bundle.
-fn is_partial(path: &str) -> bool {
-    match TilePath::parse(path) {
-        Ok(TilePath::Hash(tile)) => !tile.is_full(),
-        Ok(TilePath::Entries(bundle)) => !bundle.is_full(),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_slot_is_full_once_the_tree_covers_its_last_hash() {
-        assert_eq!(Slot::Entries { index: 0 }.full_at(), 256);
-        assert_eq!(Slot::Entries { index: 4 }.full_at(), 5 * 256);
-        assert_eq!(Slot::Hash { level: 0, index: 2 }.full_at(), 3 * 256);
-        assert_eq!(Slot::Hash { level: 1, index: 0 }.full_at(), 65_536);
-        assert_eq!(Slot::Hash { level: 2, index: 1 }.full_at(), 2 << 24);
-        assert_eq!(Slot::Hash { level: 7, index: 0 }.full_at(), u64::MAX);
-        assert_eq!(
-            Slot::Hash {
+        let full_from = |slot: Slot, size: u64| slot.is_full_at(size) && !slot.is_full_at(size - 1);
+        assert!(full_from(Slot::Entries { index: 0 }, 256));
+        assert!(full_from(Slot::Entries { index: 4 }, 5 * 256));
+        assert!(full_from(Slot::Hash { level: 0, index: 2 }, 3 * 256));
+        assert!(full_from(Slot::Hash { level: 1, index: 0 }, 65_536));
+        assert!(full_from(Slot::Hash { level: 2, index: 1 }, 2 << 24));
+        // Beyond any tree this log can hold.
+        assert!(!Slot::Hash { level: 7, index: 0 }.is_full_at(u64::MAX));
+        assert!(
+            !Slot::Hash {
                 level: 6,
                 index: 1 << 20
             }
-            .full_at(),
-            u64::MAX
+            .is_full_at(u64::MAX)
         );
-        assert_eq!(Slot::Entries { index: u64::MAX }.full_at(), u64::MAX);
+        assert!(!Slot::Entries { index: u64::MAX }.is_full_at(u64::MAX));
     }
 }

@@ -921,9 +921,9 @@ mod tests {
     }
 
     /// Polls until `ready` holds; panics after a few seconds.
-    async fn eventually(mut ready: impl FnMut() -> bool) {
+    async fn eventually<F: Future<Output = bool>>(mut ready: impl FnMut() -> F) {
         for _ in 0..500 {
-            if ready() {
+            if ready().await {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -940,7 +940,7 @@ mod tests {
             let coordinator = Arc::clone(&coordinator);
             async move { coordinator.sequence(&[leaf(1)]).await }
         });
-        eventually(|| faults.calls(Operation::Sequence) == 1).await;
+        eventually(|| async { faults.calls(Operation::Sequence) == 1 }).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(coordinator.inner().state().await.unwrap().sequenced, 0);
         assert!(!call.is_finished());
@@ -961,13 +961,8 @@ mod tests {
             async move { storage.write_objects(vec![object(3)]).await }
         });
         let inner = Arc::clone(storage.inner());
-        eventually(|| faults.calls(Operation::WriteObjects) == 1).await;
-        for _ in 0..500 {
-            if inner.read("tile/0/003").await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually(|| async { faults.calls(Operation::WriteObjects) == 1 }).await;
+        eventually(|| async { inner.read("tile/0/003").await.is_ok() }).await;
         assert_eq!(inner.read("tile/0/003").await.unwrap(), object(3).data);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!call.is_finished());
