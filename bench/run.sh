@@ -384,7 +384,7 @@ scale() {
 	start_server "$data"
 	log "== scale: $SCALE_ENTRIES entries over HTTP (signed in chunks of 200,000 outside the timed phases)"
 	load scale --http "$HTTP_URL" --requests "$SCALE_ENTRIES" --concurrency "$CONCURRENCY" \
-		--chunk 200000 --verify-every 10000
+		--chunk 200000 --verify-every 10000 --resend 1000
 	local created leaf_bytes rss hwm
 	created=$(result "$WORK/scale.out" created)
 	leaf_bytes=$(result "$WORK/scale.out" leaf_bytes)
@@ -397,7 +397,7 @@ scale() {
 	disk=$(du -sk "$data" | cut -f1)
 	log "\$ du -sb $data   -> $apparent bytes (du -sk: $disk KiB)"
 	# Where the bytes are: entry bundles and hash tiles, full and partial, and private state
-	# (fjall numbers keyspaces in creation order: 1 sequenced leaves, 2 dedup, 3 meta).
+	# (the dedup index's runs; fjall's journal and keyspaces hold the sequencing state).
 	local sizes
 	sizes=$(find "$data" -type f -printf '%s %P\n' | awk '
 		$2 ~ /^tile\/entries\/.*\.p\// { pb += $1; next }
@@ -405,10 +405,10 @@ scale() {
 		$2 ~ /^tile\/.*\.p\// { pt += $1; next }
 		$2 ~ /^tile\// { ft += $1; next }
 		$2 ~ /^\.rekor\/db\/[0-9]+\.jnl$/ { jn += $1; pr += $1; next }
-		$2 ~ /^\.rekor\/db\/keyspaces\/2\// { dd += $1; pr += $1; next }
+		$2 ~ /^\.rekor\/dedup\// { dd += $1; pr += $1; next }
 		$2 ~ /^\.rekor\// { pr += $1; next }
 		{ other += $1 }
-		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d (fjall journal %d, dedup keyspace %d), other %d", fb, pb, ft, pt, pr, jn, dd, other }')
+		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d (fjall journal %d, dedup runs %d), other %d", fb, pb, ft, pt, pr, jn, dd, other }')
 	log "bytes by kind: $sizes"
 	log "== restart: time from exec to /healthz answering (recovery included)"
 	start_server "$data"

@@ -29,7 +29,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use rekor_storage::Storage;
 use rekor_tlog::{Hash, MAX_ENTRY_SIZE, leaf_hash};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -201,9 +200,9 @@ impl Drop for OutstandingGuard<'_> {
     }
 }
 
-/// SHA-256 of the canonical entry: the dedup key.
+/// SHA-256 of the canonical entry: the dedup key (see [`rekor_storage::dedup_key`]).
 pub fn dedup_key(leaf: &[u8]) -> [u8; 32] {
-    Sha256::digest(leaf).into()
+    rekor_storage::dedup_key(leaf)
 }
 
 impl Log {

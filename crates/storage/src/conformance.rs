@@ -124,9 +124,10 @@ pub async fn storage_suite(storage: &dyn Storage) {
 }
 
 fn leaf(n: u8) -> SequenceLeaf {
+    let data = vec![n; usize::from(n) + 1];
     SequenceLeaf {
-        dedup_key: [n; 32],
-        data: Bytes::from(vec![n; usize::from(n) + 1]),
+        dedup_key: crate::dedup_key(&data),
+        data: Bytes::from(data),
     }
 }
 
@@ -145,7 +146,7 @@ pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
     );
     assert_eq!(
         coordinator
-            .lookup(&[[1; 32], [9; 32], [3; 32]])
+            .lookup(&[leaf(1).dedup_key, leaf(9).dedup_key, leaf(3).dedup_key])
             .await
             .unwrap(),
         vec![Some(0), None, Some(2)]
@@ -179,7 +180,10 @@ pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
         vec![leaf(3).data]
     );
     // The dedup index outlives integration.
-    assert_eq!(coordinator.lookup(&[[2; 32]]).await.unwrap(), vec![Some(1)]);
+    assert_eq!(
+        coordinator.lookup(&[leaf(2).dedup_key]).await.unwrap(),
+        vec![Some(1)]
+    );
 }
 
 /// Checks [`Coordinator::claim_publication`] for a backend shared by several frontends: one claim

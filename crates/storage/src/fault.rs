@@ -649,7 +649,7 @@ mod tests {
 
     fn leaf(n: u8) -> SequenceLeaf {
         SequenceLeaf {
-            dedup_key: [n; 32],
+            dedup_key: crate::dedup_key(&[n]),
             data: Bytes::from(vec![n]),
         }
     }
@@ -835,7 +835,10 @@ mod tests {
         );
         assert_eq!(coordinator.inner().state().await.unwrap().sequenced, 0);
         // Operations without a plan pass.
-        assert_eq!(coordinator.lookup(&[[1; 32]]).await.unwrap(), vec![None]);
+        assert_eq!(
+            coordinator.lookup(&[leaf(1).dedup_key]).await.unwrap(),
+            vec![None]
+        );
         handle.heal_all();
         assert_eq!(coordinator.sequence(&[leaf(1)]).await.unwrap(), 0);
         assert!(matches!(
@@ -859,7 +862,9 @@ mod tests {
             faults.fail_next(operation, 1);
         }
         assert!(fault_of(coordinator.sequence(&[leaf(2)]).await).operation == Operation::Sequence);
-        assert!(fault_of(coordinator.lookup(&[[1; 32]]).await).operation == Operation::Lookup);
+        assert!(
+            fault_of(coordinator.lookup(&[leaf(1).dedup_key]).await).operation == Operation::Lookup
+        );
         assert!(fault_of(coordinator.state().await).operation == Operation::State);
         assert!(
             fault_of(coordinator.read_sequenced(0, 1).await).operation == Operation::ReadSequenced
@@ -877,7 +882,10 @@ mod tests {
             }
         );
         coordinator.mark_integrated(0, 1).await.unwrap();
-        assert_eq!(coordinator.lookup(&[[1; 32]]).await.unwrap(), vec![Some(0)]);
+        assert_eq!(
+            coordinator.lookup(&[leaf(1).dedup_key]).await.unwrap(),
+            vec![Some(0)]
+        );
     }
 
     #[tokio::test]

@@ -49,6 +49,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 pub use error::{BoxError, Error, Result};
 
@@ -183,10 +184,17 @@ pub trait Storage: Send + Sync + Debug + 'static {
     }
 }
 
+/// The dedup key of an entry: SHA-256 of its canonical bytes (not the RFC 6962 leaf hash).
+#[must_use]
+pub fn dedup_key(entry: &[u8]) -> [u8; 32] {
+    Sha256::digest(entry).into()
+}
+
 /// A leaf to sequence: the canonical entry bytes and their SHA-256 (the dedup key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequenceLeaf {
-    /// SHA-256 of `data`, the dedup key (not the RFC 6962 leaf hash).
+    /// [`dedup_key`] of `data` (not the RFC 6962 leaf hash). It must be: a backend may derive
+    /// it again from the data it logged (the POSIX backend rebuilds its index from the bundles).
     pub dedup_key: [u8; 32],
     /// The canonical entry bytes, as they will appear in the entry bundle.
     pub data: Bytes,
@@ -209,7 +217,8 @@ pub trait Coordinator: Send + Sync + Debug + 'static {
     ///
     /// Contract: when `Ok` is returned the leaves survive a crash and will be integrated at those indices;
     /// on error none of them was sequenced. The leaf bytes are kept until [`Coordinator::mark_integrated`]
-    /// covers them. Each leaf's `dedup_key → index` is recorded in the dedup index in the same commit.
+    /// covers them. Each leaf's `dedup_key → index` is in the dedup index when the call returns, and is
+    /// as durable as the leaf.
     /// Not idempotent: sequencing the same leaves twice gives them two indices.
     async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64>;
 

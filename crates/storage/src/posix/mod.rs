@@ -5,7 +5,8 @@
 //! <root>/tile/<L>/<N>[.p/<W>]       hash tiles (written once; partials deleted once full)
 //! <root>/tile/entries/<N>[.p/<W>]   entry bundles (written once; partials deleted once full)
 //! <root>/.rekor/lock                held exclusively while a process owns the log
-//! <root>/.rekor/db/                 sequencing and dedup (fjall)
+//! <root>/.rekor/db/                 sequencing (fjall)
+//! <root>/.rekor/dedup/              the dedup index's runs (derived from the bundles)
 //! <root>/.rekor/tmp/                staging for atomic writes
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! rewrites any object a power loss damaged.
 
 mod coordinator;
+mod dedup;
 mod sync;
 
 use std::collections::BTreeSet;
@@ -122,8 +124,13 @@ impl PosixBackend {
             fs::remove_dir_all(&tmp_dir).map_err(io_error)?;
         }
         create_private_dir(&tmp_dir)?;
-        let (coordinator, tracker) =
-            PosixCoordinator::open(&private.join("db"), root, Arc::clone(&lock), sync_interval)?;
+        let (coordinator, tracker) = PosixCoordinator::open(
+            &private.join("db"),
+            root,
+            Arc::clone(&lock),
+            sync_interval,
+            dedup::RUN_UNIT,
+        )?;
         Ok(PosixBackend {
             storage: Arc::new(PosixStorage {
                 root: root.to_path_buf(),
@@ -474,34 +481,46 @@ mod tests {
                 .unwrap();
         let leaves: Vec<crate::SequenceLeaf> = (0..300u32)
             .map(|n| {
-                let mut dedup_key = [0u8; 32];
-                dedup_key[..4].copy_from_slice(&n.to_be_bytes());
+                let data = Bytes::from(n.to_string());
                 crate::SequenceLeaf {
-                    dedup_key,
-                    data: Bytes::from(n.to_string()),
+                    dedup_key: crate::dedup_key(&data),
+                    data,
                 }
             })
             .collect();
         backend.coordinator.sequence(&leaves).await.unwrap();
-        let write = |path: &'static str| {
-            backend
-                .storage
-                .write_objects(vec![Object::new(path, vec![1u8; 32])])
+        // A tile and the bundle of the same entries (a start reads the bundles the dedup index
+        // lacks).
+        let write = |tile: &'static str, entries: std::ops::Range<usize>| {
+            let bundle = rekor_tlog::encode_bundle(leaves[entries].iter().map(|l| &l.data[..]));
+            backend.storage.write_objects(vec![
+                Object::new(tile, vec![1u8; 32]),
+                Object::new(tile.replace("tile/0/", "tile/entries/"), bundle.unwrap()),
+            ])
         };
-        write("tile/0/000.p/204").await.unwrap();
+        write("tile/0/000.p/204", 0..204).await.unwrap();
         backend.coordinator.mark_integrated(0, 204).await.unwrap();
-        write("tile/0/000").await.unwrap();
-        write("tile/0/001.p/44").await.unwrap();
+        write("tile/0/000", 0..256).await.unwrap();
+        write("tile/0/001.p/44", 256..300).await.unwrap();
         backend.sync().await.unwrap();
         assert!(dir.path().join("tile/0/000.p/204").exists());
 
         backend.coordinator.mark_integrated(204, 300).await.unwrap();
         backend.sync().await.unwrap();
         assert!(!dir.path().join("tile/0/000.p").exists());
+        assert!(!dir.path().join("tile/entries/000.p").exists());
         assert!(dir.path().join("tile/0/001.p/44").exists());
         drop(backend);
         let backend = PosixBackend::open(dir.path()).unwrap();
         assert_eq!(backend.coordinator.state().await.unwrap().integrated, 300);
+        assert_eq!(
+            backend
+                .coordinator
+                .lookup(&[leaves[10].dedup_key, leaves[299].dedup_key])
+                .await
+                .unwrap(),
+            [Some(10), Some(299)]
+        );
     }
 
     #[tokio::test]
@@ -522,7 +541,7 @@ mod tests {
         {
             let backend = PosixBackend::open(dir.path()).unwrap();
             let leaf = crate::SequenceLeaf {
-                dedup_key: [5; 32],
+                dedup_key: crate::dedup_key(b"leaf"),
                 data: Bytes::from_static(b"leaf"),
             };
             backend.coordinator.sequence(&[leaf]).await.unwrap();
@@ -540,7 +559,11 @@ mod tests {
         let backend = PosixBackend::open(dir.path()).unwrap();
         assert_eq!(backend.coordinator.state().await.unwrap().sequenced, 1);
         assert_eq!(
-            backend.coordinator.lookup(&[[5; 32]]).await.unwrap(),
+            backend
+                .coordinator
+                .lookup(&[crate::dedup_key(b"leaf")])
+                .await
+                .unwrap(),
             vec![Some(0)]
         );
         assert_eq!(
