@@ -397,18 +397,18 @@ scale() {
 	disk=$(du -sk "$data" | cut -f1)
 	log "\$ du -sb $data   -> $apparent bytes (du -sk: $disk KiB)"
 	# Where the bytes are: entry bundles and hash tiles, full and partial, and private state
-	# (the dedup index's runs; fjall's journal and keyspaces hold the sequencing state).
+	# (the sequencing journal, emptied by a clean stop, and the dedup index's runs).
 	local sizes
 	sizes=$(find "$data" -type f -printf '%s %P\n' | awk '
 		$2 ~ /^tile\/entries\/.*\.p\// { pb += $1; next }
 		$2 ~ /^tile\/entries\// { fb += $1; next }
 		$2 ~ /^tile\/.*\.p\// { pt += $1; next }
 		$2 ~ /^tile\// { ft += $1; next }
-		$2 ~ /^\.rekor\/db\/[0-9]+\.jnl$/ { jn += $1; pr += $1; next }
+		$2 ~ /^\.rekor\/journal\// { jn += $1; pr += $1; next }
 		$2 ~ /^\.rekor\/dedup\// { dd += $1; pr += $1; next }
 		$2 ~ /^\.rekor\// { pr += $1; next }
 		{ other += $1 }
-		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d (fjall journal %d, dedup runs %d), other %d", fb, pb, ft, pt, pr, jn, dd, other }')
+		END { printf "full bundles %d, partial bundles %d, full hash tiles %d, partial hash tiles %d, .rekor %d (journal %d, dedup runs %d), other %d", fb, pb, ft, pt, pr, jn, dd, other }')
 	log "bytes by kind: $sizes"
 	log "== restart: time from exec to /healthz answering (recovery included)"
 	start_server "$data"

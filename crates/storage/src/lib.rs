@@ -14,8 +14,9 @@
 //! moves backwards.
 //!
 //! Backends: [`memory`] (always built, for tests), `posix` (feature `posix`, the default: a
-//! directory plus an embedded database, one process), `gcp` (feature `gcp`: GCS + Cloud Spanner)
-//! and `aws` (feature `aws`: S3 + MySQL). The cloud backends may be shared by several frontends.
+//! directory with its own journal and dedup index, one process), `gcp` (feature `gcp`: GCS +
+//! Cloud Spanner) and `aws` (feature `aws`: S3 + MySQL). The cloud backends may be shared by
+//! several frontends.
 //!
 //! ```
 //! # tokio_test_block_on(async {

@@ -1,62 +1,74 @@
-//! Sequencing for the POSIX backend, in an embedded fjall database, and the dedup index.
+//! Sequencing and dedup for the POSIX backend, under `.rekor/`:
 //!
-//! Keyspaces: `sequenced` (index, big-endian u64 → leaf bytes, kept until their tiles are
-//! durable) and `meta` (`sequenced`, `integrated` → big-endian u64; how dedup is kept). One write
-//! batch per call keeps them consistent; `sequence` commits with fsync.
-//!
-//! The dedup index is not in the database: it is derived from the log, 5.25 bytes an entry on
-//! disk (see [`super::dedup`]). Earlier versions kept every entry's key in a `dedup` keyspace
-//! (32-byte keys and 8-byte indices, later 16-byte key prefixes and 5-byte indices). A database
-//! from such a version keeps that keyspace as it is, read-only, for the entries it covers; the
-//! index starts where it ends (`dedup-runs-from`). A 128-bit prefix of a SHA-256 key does not
-//! collide by chance; matching someone else's entry would take a second preimage.
+//! - `journal/`: the sequenced leaves, fsynced before they are answered and kept (on disk and in
+//!   memory) until the tiles made from them are durable (see [`super::journal`]);
+//! - `state`: the persisted integrated size and where the dedup index starts, replaced atomically;
+//! - `dedup/`: the dedup index's runs, derived from the log (see [`super::dedup`]);
+//! - `db/`: only in logs begun by an earlier version, which kept the leaves, the sizes and every
+//!   entry's dedup key in a fjall database. The first start of this version moves the leaves
+//!   and sizes out; a `dedup` keyspace with entries stays, read-only, for the entries it covers
+//!   (the index starts where it ends), and the database is deleted if there is none.
 //!
 //! `mark_integrated` moves the integrated size in memory at once, but releases leaves (and
 //! persists the size) only after a background sync has made their tiles durable (see
-//! [`super::sync`]), so a restart after a power loss integrates them again. The dedup index
-//! turns its oldest entries into a run after such a sync.
+//! [`super::sync`]), so a restart after a power loss integrates them again. After such a sync,
+//! the dedup index turns its oldest entries into a run.
+//!
+//! The legacy keyspace held 32-byte keys with 8-byte indices, later 16-byte key prefixes with
+//! 5-byte indices. A 128-bit prefix of a SHA-256 key does not collide by chance; matching someone
+//! else's entry would take a second preimage.
 
-use std::fs::File;
-use std::io;
-use std::path::Path;
+use std::collections::VecDeque;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use tracing::warn;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use tracing::{error, warn};
 
 use super::dedup::DedupIndex;
-use super::sync::SyncTracker;
+use super::journal::Journal;
+use super::sync::{SyncTracker, sync_dir};
 use super::{BACKEND, io_error, join_error};
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState, dedup_key};
 
+const STATE_FILE: &str = "state";
+const STATE_HEADER: &str = "rekor posix state v1";
+const LEGACY_DB: &str = "db";
 const META_SEQUENCED: &[u8] = b"sequenced";
 const META_INTEGRATED: &[u8] = b"integrated";
 const META_DEDUP_FORMAT: &[u8] = b"dedup-format";
-/// Where the dedup index's runs start; entries below are in a legacy keyspace.
-const META_DEDUP_RUNS_FROM: &[u8] = b"dedup-runs-from";
-/// The format of the legacy keyspace, if there is one.
-const META_DEDUP_LEGACY: &[u8] = b"dedup-legacy";
-/// The `dedup-format` of this version: the index in [`super::dedup`].
-const DEDUP_FORMAT_RUNS: &[u8] = b"runs";
-/// A legacy keyspace of 16-byte key prefixes (and 5-byte indices).
-const DEDUP_FORMAT_COMPACT: &[u8] = b"key16-index40";
-/// A legacy keyspace that may hold full 32-byte keys (the first format, no `dedup-format`),
-/// besides 16-byte prefixes.
-const DEDUP_FORMAT_FULL_KEYS: &[u8] = b"key32-index64";
+/// The `dedup-format` of a legacy keyspace of 16-byte key prefixes (and 5-byte indices); a
+/// keyspace without a format may hold full 32-byte keys as well.
+const DEDUP_FORMAT_COMPACT: &str = "key16-index40";
+const DEDUP_FORMAT_FULL_KEYS: &str = "key32-index64";
 /// The length of a key prefix in a legacy keyspace.
 const LEGACY_KEY_BYTES: usize = 16;
-/// The journal bound (fjall's least).
-const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
-/// The memtable bound of each keyspace: about two seconds of leaves at full load.
-const MAX_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 
 fn db_error(error: fjall::Error) -> Error {
     Error::Unavailable {
         backend: BACKEND,
         source: Box::new(error),
     }
+}
+
+fn corrupt(what: &'static str) -> Error {
+    Error::Corrupt {
+        backend: BACKEND,
+        what,
+    }
+}
+
+/// Journal and state errors: damage is corruption (logged in full), anything else I/O.
+fn journal_error(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::InvalidData {
+        error!(error = %e, "the sequencing journal is damaged");
+        return corrupt("sequencing journal");
+    }
+    io_error(e)
 }
 
 /// Decodes an index from a legacy dedup keyspace: 5 or 8 big-endian bytes.
@@ -72,22 +84,98 @@ fn decode_dedup_index(bytes: &[u8]) -> Result<u64> {
 }
 
 fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| Error::Corrupt {
-        backend: BACKEND,
-        what,
-    })?;
+    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what))?;
     Ok(u64::from_be_bytes(array))
 }
 
+/// The state persisted in `.rekor/state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PersistedState {
+    integrated: u64,
+    /// Where the dedup index starts: entries below are in the legacy keyspace.
+    runs_from: u64,
+    /// The legacy keyspace's format, if there is one to read.
+    legacy: Option<String>,
+}
+
+impl PersistedState {
+    fn encode(&self) -> String {
+        format!(
+            "{STATE_HEADER}\nintegrated {}\ndedup-runs-from {}\ndedup-legacy {}\n",
+            self.integrated,
+            self.runs_from,
+            self.legacy.as_deref().unwrap_or("none")
+        )
+    }
+
+    fn decode(text: &str) -> Option<PersistedState> {
+        let mut lines = text.strip_suffix('\n')?.split('\n');
+        if lines.next()? != STATE_HEADER {
+            return None;
+        }
+        let mut field = |name: &str| lines.next()?.strip_prefix(name)?.strip_prefix(' ');
+        let integrated = field("integrated")?.parse().ok()?;
+        let runs_from = field("dedup-runs-from")?.parse().ok()?;
+        let legacy = match field("dedup-legacy")? {
+            "none" => None,
+            format @ (DEDUP_FORMAT_COMPACT | DEDUP_FORMAT_FULL_KEYS) => Some(format.to_string()),
+            _ => return None,
+        };
+        lines.next().is_none().then_some(PersistedState {
+            integrated,
+            runs_from,
+            legacy,
+        })
+    }
+
+    /// Reads the state file in `private`, if there is one.
+    fn read(private: &Path) -> Result<Option<PersistedState>> {
+        match fs::read_to_string(private.join(STATE_FILE)) {
+            Ok(text) => PersistedState::decode(&text)
+                .map(Some)
+                .ok_or(corrupt("state file")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
+    /// Replaces the state file in `private`, durably.
+    fn write(&self, private: &Path) -> io::Result<()> {
+        let temp = private.join(format!("{STATE_FILE}.tmp"));
+        let mut file = File::create(&temp)?;
+        file.write_all(self.encode().as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temp, private.join(STATE_FILE))?;
+        sync_dir(private)
+    }
+}
+
 /// A `dedup` keyspace written by an earlier version: it covers the entries below the index's start.
-#[derive(Clone)]
 struct LegacyDedup {
     keyspace: Keyspace,
     /// Whether full 32-byte keys may be in it, besides 16-byte prefixes.
     full_keys: bool,
+    _db: Database,
 }
 
 impl LegacyDedup {
+    fn open(private: &Path, format: &str) -> Result<LegacyDedup> {
+        let db = Database::builder(private.join(LEGACY_DB))
+            .open()
+            .map_err(db_error)?;
+        if !db.keyspace_exists("dedup") {
+            return Err(corrupt("legacy dedup keyspace (missing)"));
+        }
+        let keyspace = db
+            .keyspace("dedup", KeyspaceCreateOptions::default)
+            .map_err(db_error)?;
+        Ok(LegacyDedup {
+            keyspace,
+            full_keys: format == DEDUP_FORMAT_FULL_KEYS,
+            _db: db,
+        })
+    }
+
     fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>> {
         if let Some(value) = self
             .keyspace
@@ -105,16 +193,25 @@ impl LegacyDedup {
     }
 }
 
-#[derive(Clone)]
-struct Db {
-    db: Database,
-    sequenced: Keyspace,
-    meta: Keyspace,
-    index: Arc<DedupIndex>,
-    legacy: Option<LegacyDedup>,
+/// The leaves from the integrated size on (some below it until they are released).
+#[derive(Debug, Default)]
+struct KeptLeaves {
+    first: u64,
+    leaves: VecDeque<Bytes>,
 }
 
-impl Db {
+/// What the blocking calls share.
+struct Inner {
+    private: PathBuf,
+    journal: Journal,
+    kept: Mutex<KeptLeaves>,
+    index: DedupIndex,
+    legacy: Option<LegacyDedup>,
+    /// The persisted state; its integrated size moves at each release.
+    persisted: Mutex<PersistedState>,
+}
+
+impl Inner {
     fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>> {
         if let Some(index) = self.index.lookup(key)? {
             return Ok(Some(index));
@@ -128,14 +225,12 @@ impl Db {
 
 /// The POSIX backend's [`Coordinator`].
 pub struct PosixCoordinator {
-    db: Db,
+    inner: Arc<Inner>,
     /// The sizes as committed; locked only briefly, never across an fsync, so the integrated
     /// size moves (the publication of one batch) while the next batch's commit syncs.
     state: Arc<Mutex<SequenceState>>,
     /// Held across a sequencing commit: one at a time, each continuing from the last.
     sequencing: Arc<Mutex<()>>,
-    /// The integrated size persisted in `meta`: leaves below it are released.
-    released: Arc<Mutex<u64>>,
     tracker: Arc<SyncTracker>,
     _lock: Arc<File>,
 }
@@ -143,155 +238,138 @@ pub struct PosixCoordinator {
 impl std::fmt::Debug for PosixCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PosixCoordinator")
-            .field("state", &*lock_state(&self.state))
+            .field("state", &*lock(&self.state))
             .finish_non_exhaustive()
     }
 }
 
-/// Whether a legacy keyspace of this format may hold full 32-byte keys.
-fn legacy_full_keys(format: &[u8]) -> Result<bool> {
-    match format {
-        DEDUP_FORMAT_COMPACT => Ok(false),
-        DEDUP_FORMAT_FULL_KEYS => Ok(true),
-        _ => Err(Error::Corrupt {
-            backend: BACKEND,
-            what: "legacy dedup format",
-        }),
-    }
-}
-
-fn lock_state(state: &Mutex<SequenceState>) -> MutexGuard<'_, SequenceState> {
-    // The guarded value is only replaced after a successful commit, so it is valid even if a
-    // holder panicked.
-    state
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values are only replaced whole after a successful commit, so they are valid
+    // even if a holder panicked.
+    mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Starts the state of a log in `private` that has none: a new log, or one begun by an earlier
+/// version (see the module docs), whose leaves and sizes move to the journal and state file.
+fn first_start(private: &Path, journal_dir: &Path) -> Result<PersistedState> {
+    let db_path = private.join(LEGACY_DB);
+    if !db_path.exists() {
+        let state = PersistedState {
+            integrated: 0,
+            runs_from: 0,
+            legacy: None,
+        };
+        state.write(private).map_err(io_error)?;
+        return Ok(state);
+    }
+    let db = Database::builder(&db_path).open().map_err(db_error)?;
+    let keyspace = |name| {
+        db.keyspace(name, KeyspaceCreateOptions::default)
+            .map_err(db_error)
+    };
+    let (meta, sequenced) = (keyspace("meta")?, keyspace("sequenced")?);
+    let read_meta = |key: &[u8], what| -> Result<u64> {
+        match meta.get(key).map_err(db_error)? {
+            Some(value) => decode_u64(&value, what),
+            None => Ok(0),
+        }
+    };
+    let integrated = read_meta(META_INTEGRATED, "integrated size")?;
+    let sequenced_size = read_meta(META_SEQUENCED, "sequenced size")?;
+    if integrated > sequenced_size {
+        return Err(corrupt("integrated size beyond sequenced size"));
+    }
+    let format = match meta.get(META_DEDUP_FORMAT).map_err(db_error)? {
+        None => DEDUP_FORMAT_FULL_KEYS,
+        Some(format) if &*format == DEDUP_FORMAT_COMPACT.as_bytes() => DEDUP_FORMAT_COMPACT,
+        Some(_) => return Err(corrupt("dedup format (written by a newer version?)")),
+    };
+    let has_keys =
+        db.keyspace_exists("dedup") && !keyspace("dedup")?.is_empty().map_err(db_error)?;
+    let leaves = (integrated..sequenced_size)
+        .map(
+            |index| match sequenced.get(index.to_be_bytes()).map_err(db_error)? {
+                Some(leaf) => Ok(Bytes::copy_from_slice(&leaf)),
+                None => Err(corrupt("sequenced leaf missing")),
+            },
+        )
+        .collect::<Result<Vec<_>>>()?;
+    // A start that stopped part-way through this left a journal behind; begin it again.
+    match fs::remove_dir_all(journal_dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
+        _ => {}
+    }
+    let (journal, _) = Journal::open(journal_dir, integrated).map_err(journal_error)?;
+    if !leaves.is_empty() {
+        journal.append(integrated, &leaves).map_err(io_error)?;
+    }
+    let state = PersistedState {
+        integrated,
+        runs_from: if has_keys { sequenced_size } else { 0 },
+        legacy: has_keys.then(|| format.to_string()),
+    };
+    // The state file is the commit point: until it exists, the next start begins again.
+    state.write(private).map_err(io_error)?;
+    drop((meta, sequenced, db));
+    if !has_keys && let Err(e) = fs::remove_dir_all(&db_path) {
+        warn!(path = %db_path.display(), error = %e, "could not delete the migrated database");
+    }
+    Ok(state)
+}
+
 impl PosixCoordinator {
-    /// Opens the database at `path`, and the sync tracker for the objects under `root`.
+    /// Opens the private state in `private` (see the module docs), and the sync tracker for the
+    /// objects under `root`. New runs of the dedup index hold `run_unit` entries.
     pub(super) fn open(
-        path: &Path,
+        private: &Path,
         root: &Path,
         lock: Arc<File>,
         sync_interval: std::time::Duration,
         run_unit: u64,
     ) -> Result<(Self, Arc<SyncTracker>)> {
-        // fjall's defaults (512 MiB of journal, 64 MiB memtables per keyspace) suit a database
-        // that is the main store. Here every leaf passes through the journal and is deleted
-        // within about a sync interval, so smaller bounds keep the memory in use and the journal
-        // replayed at start-up small (about 64 MiB at most) without extra disk writes.
-        let db = Database::builder(path)
-            .max_journaling_size(MAX_JOURNAL_BYTES)
-            .open()
-            .map_err(db_error)?;
-        let open = |name| {
-            db.keyspace(name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MAX_MEMTABLE_BYTES)
-            })
-            .map_err(db_error)
+        let journal_dir = private.join("journal");
+        let persisted = match PersistedState::read(private)? {
+            Some(state) => state,
+            None => first_start(private, &journal_dir)?,
         };
-        let (sequenced, meta) = (open("sequenced")?, open("meta")?);
-        let read_meta = |key: &[u8], what| -> Result<u64> {
-            match meta.get(key).map_err(db_error)? {
-                Some(value) => decode_u64(&value, what),
-                None => Ok(0),
-            }
+        let legacy = match &persisted.legacy {
+            Some(format) => Some(LegacyDedup::open(private, format)?),
+            None => None,
         };
+        let (journal, recovered) =
+            Journal::open(&journal_dir, persisted.integrated).map_err(journal_error)?;
         let state = SequenceState {
-            integrated: read_meta(META_INTEGRATED, "integrated size")?,
-            sequenced: read_meta(META_SEQUENCED, "sequenced size")?,
+            integrated: persisted.integrated,
+            sequenced: recovered.sequenced,
         };
-        if state.integrated > state.sequenced {
-            return Err(Error::Corrupt {
-                backend: BACKEND,
-                what: "integrated size beyond sequenced size",
-            });
-        }
-        let legacy_keyspace = if db.keyspace_exists("dedup") {
-            Some(open("dedup")?)
-        } else {
-            None
-        };
-        let (runs_from, legacy) = match meta.get(META_DEDUP_FORMAT).map_err(db_error)? {
-            Some(format) if &*format == DEDUP_FORMAT_RUNS => {
-                let legacy = match meta.get(META_DEDUP_LEGACY).map_err(db_error)? {
-                    None => None,
-                    Some(format) => Some(LegacyDedup {
-                        keyspace: legacy_keyspace.ok_or(Error::Corrupt {
-                            backend: BACKEND,
-                            what: "legacy dedup keyspace (missing)",
-                        })?,
-                        full_keys: legacy_full_keys(&format)?,
-                    }),
-                };
-                (read_meta(META_DEDUP_RUNS_FROM, "dedup runs start")?, legacy)
-            }
-            Some(format) if &*format != DEDUP_FORMAT_COMPACT => {
-                return Err(Error::Corrupt {
-                    backend: BACKEND,
-                    what: "dedup format (written by a newer version?)",
-                });
-            }
-            // A database from before the index: its keyspace covers everything sequenced.
-            format => {
-                let legacy_format = if format.is_some() {
-                    DEDUP_FORMAT_COMPACT
-                } else {
-                    DEDUP_FORMAT_FULL_KEYS
-                };
-                let legacy = match legacy_keyspace {
-                    Some(keyspace) if !keyspace.is_empty().map_err(db_error)? => {
-                        Some(LegacyDedup {
-                            keyspace,
-                            full_keys: legacy_full_keys(legacy_format)?,
-                        })
-                    }
-                    _ => None,
-                };
-                let runs_from = if legacy.is_some() { state.sequenced } else { 0 };
-                let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-                batch.insert(&meta, META_DEDUP_FORMAT, DEDUP_FORMAT_RUNS);
-                batch.insert(&meta, META_DEDUP_RUNS_FROM, runs_from.to_be_bytes());
-                if legacy.is_some() {
-                    batch.insert(&meta, META_DEDUP_LEGACY, legacy_format);
-                }
-                batch.commit().map_err(db_error)?;
-                (runs_from, legacy)
-            }
-        };
-        let dedup_dir = path.with_file_name("dedup");
-        let index = DedupIndex::open(&dedup_dir, root, runs_from, run_unit)?;
+        let index = DedupIndex::open(&private.join("dedup"), root, persisted.runs_from, run_unit)?;
         if index.indexed() > state.sequenced {
-            return Err(Error::Corrupt {
-                backend: BACKEND,
-                what: "dedup runs beyond the sequenced size",
-            });
+            return Err(corrupt("dedup runs beyond the sequenced size"));
         }
         // The entries the runs do not cover: from the bundles up to the persisted integrated
         // size, and from the kept leaves after it.
         index.load_bundles(state.integrated)?;
-        let kept_from = index.indexed().max(state.integrated);
-        for first in (kept_from..state.sequenced).step_by(4096) {
-            let keys = (first..state.sequenced.min(first + 4096))
-                .map(
-                    |i| match sequenced.get(i.to_be_bytes()).map_err(db_error)? {
-                        Some(leaf) => Ok(dedup_key(&leaf)),
-                        None => Err(Error::Corrupt {
-                            backend: BACKEND,
-                            what: "sequenced leaf missing",
-                        }),
-                    },
-                )
-                .collect::<Result<Vec<_>>>()?;
-            index.insert(first, keys);
-        }
-        let db = Db {
-            sequenced,
-            meta,
-            db,
-            index: Arc::new(index),
+        let skip = index.indexed().saturating_sub(state.integrated);
+        index.insert(
+            state.integrated + skip,
+            recovered
+                .kept
+                .iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX))
+                .map(|leaf| dedup_key(leaf)),
+        );
+        let inner = Inner {
+            private: private.to_path_buf(),
+            journal,
+            kept: Mutex::new(KeptLeaves {
+                first: state.integrated,
+                leaves: recovered.kept.into(),
+            }),
+            index,
             legacy,
+            persisted: Mutex::new(persisted),
         };
         // Leaves kept beyond the persisted integrated size: objects made from them may not
         // have reached the disk before the last stop.
@@ -301,10 +379,9 @@ impl PosixCoordinator {
             sync_interval,
         ));
         let coordinator = PosixCoordinator {
-            db,
+            inner: Arc::new(inner),
             state: Arc::new(Mutex::new(state)),
             sequencing: Arc::new(Mutex::new(())),
-            released: Arc::new(Mutex::new(state.integrated)),
             tracker: Arc::clone(&tracker),
             _lock: lock,
         };
@@ -313,7 +390,7 @@ impl PosixCoordinator {
 
     /// Syncs every object written so far, then releases the leaves below the integrated size.
     pub(super) async fn sync(&self) -> Result<()> {
-        let release = self.release_through(lock_state(&self.state).integrated);
+        let release = self.release_through(lock(&self.state).integrated);
         tokio::task::spawn_blocking(release)
             .await
             .map_err(join_error)?
@@ -321,21 +398,17 @@ impl PosixCoordinator {
 
     /// The blocking work of a sync that releases the leaves below `to` (see [`release_through`]).
     fn release_through(&self, to: u64) -> impl FnOnce() -> Result<()> + Send + 'static {
-        let (db, released, tracker) = (
-            self.db.clone(),
-            Arc::clone(&self.released),
-            Arc::clone(&self.tracker),
-        );
-        move || release_through(&db, &tracker, &released, to)
+        let (inner, tracker) = (Arc::clone(&self.inner), Arc::clone(&self.tracker));
+        move || release_through(&inner, &tracker, to)
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Db, &Mutex<SequenceState>) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&Inner, &Mutex<SequenceState>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let db = self.db.clone();
+        let inner = Arc::clone(&self.inner);
         let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || work(&db, &state))
+        tokio::task::spawn_blocking(move || work(&inner, &state))
             .await
             .map_err(join_error)?
     }
@@ -346,26 +419,21 @@ impl Coordinator for PosixCoordinator {
     async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64> {
         let leaves = leaves.to_vec();
         let sequencing = Arc::clone(&self.sequencing);
-        self.blocking(move |db, state| {
-            let _sequencing = sequencing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.blocking(move |inner, state| {
+            let _sequencing = lock(&sequencing);
             // Only this commit moves the sequenced size, so it stays put until the commit ends.
-            let first = lock_state(state).sequenced;
-            let mut batch = db.db.batch().durability(Some(PersistMode::SyncAll));
-            let mut next = first;
-            for leaf in &leaves {
-                batch.insert(&db.sequenced, next.to_be_bytes(), leaf.data.as_ref());
-                next = next.checked_add(1).ok_or(Error::Corrupt {
-                    backend: BACKEND,
-                    what: "sequence overflow",
-                })?;
-            }
-            batch.insert(&db.meta, META_SEQUENCED, next.to_be_bytes());
-            batch.commit().map_err(db_error)?;
-            db.index
+            let first = lock(state).sequenced;
+            let count = u64::try_from(leaves.len()).map_err(|_| corrupt("sequence overflow"))?;
+            let next = first
+                .checked_add(count)
+                .ok_or(corrupt("sequence overflow"))?;
+            let data: Vec<Bytes> = leaves.iter().map(|leaf| leaf.data.clone()).collect();
+            inner.journal.append(first, &data).map_err(io_error)?;
+            lock(&inner.kept).leaves.extend(data);
+            inner
+                .index
                 .insert(first, leaves.iter().map(|leaf| leaf.dedup_key));
-            lock_state(state).sequenced = next;
+            lock(state).sequenced = next;
             Ok(first)
         })
         .await
@@ -373,41 +441,41 @@ impl Coordinator for PosixCoordinator {
 
     async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
         let keys = dedup_keys.to_vec();
-        self.blocking(move |db, _| keys.iter().map(|key| db.lookup(key)).collect())
+        self.blocking(move |inner, _| keys.iter().map(|key| inner.lookup(key)).collect())
             .await
     }
 
     async fn state(&self) -> Result<SequenceState> {
-        Ok(*lock_state(&self.state))
+        Ok(*lock(&self.state))
     }
 
     async fn read_sequenced(&self, from: u64, to: u64) -> Result<Vec<Bytes>> {
-        self.blocking(move |db, state| {
-            // Leaves below the integrated size may still be kept (until their tiles are
-            // synced), but they are released as far as callers are concerned.
-            let integrated = lock_state(state).integrated;
-            if from < integrated {
-                return Err(Error::NotFound {
-                    path: format!("sequenced leaf {from} (released; integrated size {integrated})"),
-                });
-            }
-            (from..to)
-                .map(
-                    |index| match db.sequenced.get(index.to_be_bytes()).map_err(db_error)? {
-                        Some(value) => Ok(Bytes::copy_from_slice(&value)),
-                        None => Err(Error::NotFound {
-                            path: format!("sequenced leaf {index}"),
-                        }),
-                    },
-                )
-                .collect()
-        })
-        .await
+        // Leaves below the integrated size may still be kept (until their tiles are synced),
+        // but they are released as far as callers are concerned.
+        let integrated = lock(&self.state).integrated;
+        if from < integrated {
+            return Err(Error::NotFound {
+                path: format!("sequenced leaf {from} (released; integrated size {integrated})"),
+            });
+        }
+        let kept = lock(&self.inner.kept);
+        (from..to)
+            .map(|index| {
+                index
+                    .checked_sub(kept.first)
+                    .and_then(|offset| usize::try_from(offset).ok())
+                    .and_then(|offset| kept.leaves.get(offset))
+                    .cloned()
+                    .ok_or_else(|| Error::NotFound {
+                        path: format!("sequenced leaf {index}"),
+                    })
+            })
+            .collect()
     }
 
     async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
         {
-            let mut state = lock_state(&self.state);
+            let mut state = lock(&self.state);
             if state.integrated != from || to < from || to > state.sequenced {
                 return Err(Error::Precondition {
                     what: "integrated size",
@@ -430,30 +498,35 @@ impl Coordinator for PosixCoordinator {
     }
 }
 
-/// Makes the objects written so far durable, then releases the leaves below `to` and persists
-/// `to` as the integrated size, with fsync: partial objects below the persisted size are deleted
-/// next, and a start must not find an older size whose partial objects are gone. Then the dedup
-/// index moves the entries that are durable in full bundles into a run.
-fn release_through(db: &Db, tracker: &SyncTracker, released: &Mutex<u64>, to: u64) -> Result<()> {
+/// Makes the objects written so far durable, then persists `to` as the integrated size and
+/// releases the leaves below it (from memory and the journal): partial objects below the
+/// persisted size are deleted next, and a start must not find an older size whose partial
+/// objects are gone. Then the dedup index moves the entries that are durable in full bundles
+/// into a run.
+fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> {
     let durable = tracker
         .sync_then(|| {
-            let mut released = released
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if to <= *released {
-                return Ok(*released);
+            let mut persisted = lock(&inner.persisted);
+            if to <= persisted.integrated {
+                return Ok(persisted.integrated);
             }
-            let mut batch = db.db.batch().durability(Some(PersistMode::SyncAll));
-            for index in *released..to {
-                batch.remove(&db.sequenced, index.to_be_bytes());
+            let next = PersistedState {
+                integrated: to,
+                ..persisted.clone()
+            };
+            next.write(&inner.private)?;
+            *persisted = next;
+            {
+                let mut kept = lock(&inner.kept);
+                while kept.first < to && kept.leaves.pop_front().is_some() {
+                    kept.first += 1;
+                }
             }
-            batch.insert(&db.meta, META_INTEGRATED, to.to_be_bytes());
-            batch.commit().map_err(io::Error::other)?;
-            *released = to;
+            inner.journal.release(to)?;
             Ok(to)
         })
         .map_err(io_error)?;
-    if let Err(e) = db.index.compact(durable) {
+    if let Err(e) = inner.index.compact(durable) {
         // The entries stay in memory, and the next sync tries again.
         warn!(error = %e, "could not write a dedup run");
     }
@@ -463,6 +536,7 @@ fn release_through(db: &Db, tracker: &SyncTracker, released: &Mutex<u64>, to: u6
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fjall::PersistMode;
     use rekor_tlog::{BundleId, TileIndex, TileWidth, encode_bundle};
 
     /// Entries per run in these tests.
@@ -470,14 +544,8 @@ mod tests {
 
     fn open_in(dir: &Path) -> Result<PosixCoordinator> {
         let lock = Arc::new(File::create(dir.join("lock")).unwrap());
-        PosixCoordinator::open(
-            &dir.join("db"),
-            dir,
-            lock,
-            std::time::Duration::from_secs(3600),
-            UNIT,
-        )
-        .map(|(coordinator, _)| coordinator)
+        PosixCoordinator::open(dir, dir, lock, std::time::Duration::from_secs(3600), UNIT)
+            .map(|(coordinator, _)| coordinator)
     }
 
     fn entry(n: u64) -> Vec<u8> {
@@ -492,19 +560,59 @@ mod tests {
         }
     }
 
+    fn keys(range: std::ops::Range<u64>) -> Vec<[u8; 32]> {
+        range.map(|n| leaf(n).dedup_key).collect()
+    }
+
     /// Writes the bundles of entries `0..size` under `root`, as the integrator would.
     fn write_bundles(root: &Path, size: u64) {
         let entries: Vec<Vec<u8>> = (0..size).map(entry).collect();
         for (bundle, chunk) in (0u64..).zip(entries.chunks(256)) {
             let width = TileWidth::new(u16::try_from(chunk.len()).unwrap()).unwrap();
             let path = root.join(BundleId::new(TileIndex::new(bundle), width).path());
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(
                 path,
                 encode_bundle(chunk.iter().map(Vec::as_slice)).unwrap(),
             )
             .unwrap();
         }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// A fjall database as an earlier version left it: `meta` sizes and format, the kept
+    /// leaves, and dedup entries (key bytes → index bytes).
+    fn legacy_db(
+        dir: &Path,
+        format: Option<&str>,
+        sizes: (u64, u64),
+        dedup: &[(&[u8], &[u8])],
+        kept: &[(u64, Vec<u8>)],
+    ) {
+        let db = Database::builder(dir.join(LEGACY_DB)).open().unwrap();
+        let keyspace = |name| db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
+        let (sequenced, dedup_keyspace, meta) =
+            (keyspace("sequenced"), keyspace("dedup"), keyspace("meta"));
+        for (key, index) in dedup {
+            dedup_keyspace.insert(*key, *index).unwrap();
+        }
+        for (index, data) in kept {
+            sequenced.insert(index.to_be_bytes(), data).unwrap();
+        }
+        if let Some(format) = format {
+            meta.insert(META_DEDUP_FORMAT, format).unwrap();
+        }
+        meta.insert(META_INTEGRATED, sizes.0.to_be_bytes()).unwrap();
+        meta.insert(META_SEQUENCED, sizes.1.to_be_bytes()).unwrap();
+        db.persist(PersistMode::SyncAll).unwrap();
     }
 
     fn key(first: u8, last: u8) -> [u8; 32] {
@@ -513,21 +621,36 @@ mod tests {
         key
     }
 
-    fn run_files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir.join("dedup"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
+    #[test]
+    fn the_state_file_round_trips_and_refuses_anything_else() {
+        let state = PersistedState {
+            integrated: 1_234,
+            runs_from: 56,
+            legacy: Some(DEDUP_FORMAT_COMPACT.to_string()),
+        };
+        let text = state.encode();
+        assert_eq!(
+            text,
+            "rekor posix state v1\nintegrated 1234\ndedup-runs-from 56\ndedup-legacy key16-index40\n"
+        );
+        assert_eq!(PersistedState::decode(&text), Some(state));
+        for bad in [
+            text.trim_end(),
+            &text.replace("v1", "v2"),
+            &text.replace("1234", "-1"),
+            &text.replace("key16-index40", "key8"),
+            &format!("{text}extra\n"),
+        ] {
+            assert_eq!(PersistedState::decode(bad), None, "{bad:?}");
+        }
     }
 
     #[tokio::test]
-    async fn dedup_keys_stay_out_of_the_database_and_survive_a_restart() {
+    async fn leaves_and_dedup_keys_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let coordinator = open_in(dir.path()).unwrap();
-        assert!(!coordinator.db.db.keyspace_exists("dedup"));
-        assert!(coordinator.db.legacy.is_none());
+        assert!(!dir.path().join(LEGACY_DB).exists());
+        assert!(coordinator.inner.legacy.is_none());
         let leaves: Vec<SequenceLeaf> = (0..3).map(leaf).collect();
         assert_eq!(coordinator.sequence(&leaves).await.unwrap(), 0);
         let found = coordinator
@@ -536,21 +659,19 @@ mod tests {
             .unwrap();
         assert_eq!(found, [Some(2), None, Some(0)]);
         drop(coordinator);
-        // Nothing integrated: the keys come back from the kept leaves.
+        // Nothing integrated: the leaves and keys come back from the journal.
         let reopened = open_in(dir.path()).unwrap();
-        assert!(!reopened.db.db.keyspace_exists("dedup"));
+        assert_eq!(reopened.state().await.unwrap().sequenced, 3);
         assert_eq!(
-            reopened.lookup(&[leaf(1).dedup_key]).await.unwrap(),
-            [Some(1)]
+            reopened.read_sequenced(0, 3).await.unwrap(),
+            leaves.iter().map(|l| l.data.clone()).collect::<Vec<_>>()
         );
-        assert_eq!(
-            reopened.db.meta.get(META_DEDUP_FORMAT).unwrap().as_deref(),
-            Some(DEDUP_FORMAT_RUNS)
-        );
+        assert_eq!(reopened.lookup(&keys(1..2)).await.unwrap(), [Some(1)]);
     }
 
     #[tokio::test]
-    async fn durable_entries_move_into_runs_and_a_restart_reads_the_rest_from_the_log() {
+    async fn durable_entries_leave_the_journal_for_runs_and_a_restart_reads_the_rest_from_the_log()
+    {
         let dir = tempfile::tempdir().unwrap();
         let size = 2 * UNIT + 300;
         let coordinator = open_in(dir.path()).unwrap();
@@ -563,105 +684,138 @@ mod tests {
             .mark_integrated(0, 2 * UNIT + 100)
             .await
             .unwrap();
-        // Runs are written only once the entries are durable.
-        assert!(run_files(dir.path()).is_empty());
+        // Runs are written, and journal segments deleted, only once the entries are durable.
+        assert!(files(&dir.path().join("dedup")).is_empty());
+        assert_eq!(files(&dir.path().join("journal")).len(), 1);
         coordinator.sync().await.unwrap();
         assert_eq!(
-            run_files(dir.path()),
+            files(&dir.path().join("dedup")),
             ["run-0000000000000000-0000000000000400"]
         );
-        let keys: Vec<[u8; 32]> = leaves.iter().map(|l| l.dedup_key).collect();
+        assert!(matches!(
+            coordinator.read_sequenced(2 * UNIT, 2 * UNIT + 1).await,
+            Err(Error::NotFound { .. })
+        ));
         let expected: Vec<Option<u64>> = (0..size).map(Some).collect();
-        assert_eq!(coordinator.lookup(&keys).await.unwrap(), expected);
+        assert_eq!(coordinator.lookup(&keys(0..size)).await.unwrap(), expected);
         drop(coordinator);
 
         // Runs below 1024, bundles up to 1124, kept leaves after.
         let reopened = open_in(dir.path()).unwrap();
-        assert_eq!(reopened.lookup(&keys).await.unwrap(), expected);
         assert_eq!(
-            reopened.lookup(&[leaf(size).dedup_key]).await.unwrap(),
+            reopened.state().await.unwrap(),
+            SequenceState {
+                integrated: 2 * UNIT + 100,
+                sequenced: size
+            }
+        );
+        assert_eq!(reopened.lookup(&keys(0..size)).await.unwrap(), expected);
+        assert_eq!(
+            reopened.lookup(&keys(size..size + 1)).await.unwrap(),
             [None]
         );
+        assert_eq!(
+            reopened.read_sequenced(size - 1, size).await.unwrap(),
+            [leaves[usize::try_from(size - 1).unwrap()].data.clone()]
+        );
+        // Everything integrated and synced: the journal is empty.
+        write_bundles(dir.path(), size);
+        reopened
+            .mark_integrated(2 * UNIT + 100, size)
+            .await
+            .unwrap();
+        reopened.sync().await.unwrap();
+        assert!(files(&dir.path().join("journal")).is_empty());
     }
 
     #[tokio::test]
-    async fn a_database_with_full_dedup_keys_is_still_read() {
+    async fn a_database_with_full_dedup_keys_is_moved_out_of_and_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            // The first layout: 32-byte keys, 8-byte indices, no format.
-            let db = Database::builder(dir.path().join("db")).open().unwrap();
-            let dedup = db
-                .keyspace("dedup", KeyspaceCreateOptions::default)
-                .unwrap();
-            let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-            dedup.insert(key(7, 7), 0u64.to_be_bytes()).unwrap();
-            dedup.insert(&key(6, 6)[..16], [0, 0, 0, 0, 1]).unwrap();
-            meta.insert(META_SEQUENCED, 2u64.to_be_bytes()).unwrap();
-            meta.insert(META_INTEGRATED, 2u64.to_be_bytes()).unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        // The first layout: 32-byte keys, 8-byte indices, no format; then 16-byte prefixes.
+        // Entry 2 is sequenced, not yet integrated.
+        legacy_db(
+            dir.path(),
+            None,
+            (2, 3),
+            &[
+                (&key(7, 7), &0u64.to_be_bytes()),
+                (&key(6, 6)[..16], &[0, 0, 0, 0, 1]),
+                (&leaf(2).dedup_key[..16], &[0, 0, 0, 0, 2]),
+            ],
+            &[(2, entry(2))],
+        );
         for start in 0..2 {
             let coordinator = open_in(dir.path()).unwrap();
-            assert!(coordinator.db.legacy.as_ref().unwrap().full_keys);
+            assert!(coordinator.inner.legacy.as_ref().unwrap().full_keys);
+            assert_eq!(
+                coordinator.state().await.unwrap(),
+                SequenceState {
+                    integrated: 2,
+                    sequenced: 3 + start
+                }
+            );
+            assert_eq!(coordinator.read_sequenced(2, 3).await.unwrap(), [entry(2)]);
             if start == 0 {
-                assert_eq!(coordinator.sequence(&[leaf(8)]).await.unwrap(), 2);
+                assert_eq!(coordinator.sequence(&[leaf(3)]).await.unwrap(), 3);
             }
             let found = coordinator
-                .lookup(&[key(7, 7), key(6, 6), leaf(8).dedup_key, key(7, 6)])
+                .lookup(&[
+                    key(7, 7),
+                    key(6, 6),
+                    leaf(2).dedup_key,
+                    leaf(3).dedup_key,
+                    key(7, 6),
+                ])
                 .await
                 .unwrap();
             assert_eq!(
                 found,
-                [Some(0), Some(1), Some(2), None],
+                [Some(0), Some(1), Some(2), Some(3), None],
                 "start {start}: old keys match in full, or by their 16-byte prefix"
             );
         }
+        let state = PersistedState::read(dir.path()).unwrap().unwrap();
+        assert_eq!(
+            (state.runs_from, state.legacy.as_deref()),
+            (3, Some(DEDUP_FORMAT_FULL_KEYS))
+        );
     }
 
     #[tokio::test]
     async fn a_database_with_16_byte_dedup_keys_is_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = Database::builder(dir.path().join("db")).open().unwrap();
-            let dedup = db
-                .keyspace("dedup", KeyspaceCreateOptions::default)
-                .unwrap();
-            let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-            dedup.insert(&key(5, 0)[..16], [0, 0, 0, 0, 0]).unwrap();
-            meta.insert(META_DEDUP_FORMAT, DEDUP_FORMAT_COMPACT)
-                .unwrap();
-            meta.insert(META_SEQUENCED, 1u64.to_be_bytes()).unwrap();
-            meta.insert(META_INTEGRATED, 1u64.to_be_bytes()).unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
-        let coordinator = open_in(dir.path()).unwrap();
-        assert!(!coordinator.db.legacy.as_ref().unwrap().full_keys);
-        assert_eq!(
-            coordinator
-                .db
-                .meta
-                .get(META_DEDUP_RUNS_FROM)
-                .unwrap()
-                .as_deref(),
-            Some(&1u64.to_be_bytes()[..])
+        legacy_db(
+            dir.path(),
+            Some(DEDUP_FORMAT_COMPACT),
+            (1, 1),
+            &[(&key(5, 0)[..16], &[0, 0, 0, 0, 0])],
+            &[],
         );
+        let coordinator = open_in(dir.path()).unwrap();
+        assert!(!coordinator.inner.legacy.as_ref().unwrap().full_keys);
         let found = coordinator.lookup(&[key(5, 9), key(4, 0)]).await.unwrap();
         assert_eq!(found, [Some(0), None]);
     }
 
     #[tokio::test]
+    async fn a_database_without_dedup_keys_is_moved_out_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        legacy_db(dir.path(), Some(DEDUP_FORMAT_COMPACT), (0, 0), &[], &[]);
+        let coordinator = open_in(dir.path()).unwrap();
+        assert!(coordinator.inner.legacy.is_none());
+        assert!(!dir.path().join(LEGACY_DB).exists());
+        assert_eq!(coordinator.sequence(&[leaf(0)]).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
     async fn an_unknown_dedup_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let db = Database::builder(dir.path().join("db")).open().unwrap();
-            let meta = db.keyspace("meta", KeyspaceCreateOptions::default).unwrap();
-            meta.insert(META_DEDUP_FORMAT, b"key8").unwrap();
-            db.persist(PersistMode::SyncAll).unwrap();
-        }
+        legacy_db(dir.path(), Some("key8"), (0, 0), &[], &[]);
         assert!(matches!(
             open_in(dir.path()),
             Err(Error::Corrupt { what, .. }) if what.starts_with("dedup format")
         ));
+        assert!(dir.path().join(LEGACY_DB).exists());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Everything in it is derived from the log: a dedup key is the SHA-256 of an entry, and the
 //! entries are in the entry bundles (or, until their tiles are durable, among the leaves the
-//! sequencing database keeps). So the index has no crash safety of its own to get right; a start
+//! sequencing journal keeps). So the index has no crash safety of its own to get right; a start
 //! re-reads whatever it lacks.
 //!
 //! - Entries from `indexed` on are in a hash map in memory, by full key. A start fills it from

@@ -5,8 +5,10 @@
 //! <root>/tile/<L>/<N>[.p/<W>]       hash tiles (written once; partials deleted once full)
 //! <root>/tile/entries/<N>[.p/<W>]   entry bundles (written once; partials deleted once full)
 //! <root>/.rekor/lock                held exclusively while a process owns the log
-//! <root>/.rekor/db/                 sequencing (fjall)
+//! <root>/.rekor/journal/            sequenced leaves until their tiles are durable
+//! <root>/.rekor/state               the persisted integrated size (replaced atomically)
 //! <root>/.rekor/dedup/              the dedup index's runs (derived from the bundles)
+//! <root>/.rekor/db/                 only in logs begun by an earlier version (fjall)
 //! <root>/.rekor/tmp/                staging for atomic writes
 //! ```
 //!
@@ -14,11 +16,12 @@
 //! `RENAME_NOREPLACE`, or link and unlink) or renamed over the checkpoint, so readers never see a
 //! partly written object. The checkpoint is fsynced (file and directory) before the call returns.
 //! Tiles and entry bundles are fsynced in the background instead (see the `sync` module): the
-//! leaves they are made from stay in the fsynced sequencing database until they are, and recovery
+//! leaves they are made from stay in the fsynced sequencing journal until they are, and recovery
 //! rewrites any object a power loss damaged.
 
 mod coordinator;
 mod dedup;
+mod journal;
 mod sync;
 
 use std::collections::BTreeSet;
@@ -125,7 +128,7 @@ impl PosixBackend {
         }
         create_private_dir(&tmp_dir)?;
         let (coordinator, tracker) = PosixCoordinator::open(
-            &private.join("db"),
+            &private,
             root,
             Arc::clone(&lock),
             sync_interval,
@@ -145,7 +148,7 @@ impl PosixBackend {
     }
 
     /// Makes every tile and bundle written so far durable and releases their leaves from the
-    /// sequencing database, without waiting for the background sync. Call it after the log is
+    /// sequencing journal, without waiting for the background sync. Call it after the log is
     /// closed, so the next start has nothing to integrate again.
     ///
     /// # Errors
