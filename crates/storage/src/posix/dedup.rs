@@ -20,9 +20,11 @@
 //! entries offers a false candidate to about n / 2^36 of lookups (one in 8,000 at 8M entries),
 //! each costing a bundle read.
 //!
-//! Run file: `run-<base>-<count>` (16 hex digits each), holding a 32-byte header (magic, base,
-//! count, index bits), the records (5 bytes each, big-endian) and the bucket offsets (u32
-//! big-endian, one more than the buckets). Runs are written to a temp file, fsynced and renamed,
+//! Run file: `run-<base>-<count>` (16 hex digits each), holding a 40-byte header (magic, base,
+//! count, records, index bits), the records (5 bytes each, big-endian) and the bucket offsets
+//! (u32 big-endian, one more than the buckets). A log written without dedup may hold an entry
+//! twice; the index keeps one of its indices (either answers a lookup truly), so a run may hold
+//! fewer records than its range has entries. Runs are written to a temp file, fsynced and renamed,
 //! so a run under its final name is whole; a merge's inputs are deleted after it, and a start
 //! ignores (and deletes) runs another covers.
 
@@ -44,7 +46,7 @@ use crate::{Error, Result, dedup_key};
 pub(super) const RUN_UNIT: u64 = 1 << 16;
 
 const MAGIC: &[u8; 8] = b"rkdedup1";
-const HEADER_BYTES: u64 = 32;
+const HEADER_BYTES: u64 = 40;
 const RECORD_BYTES: usize = 5;
 /// Key bits a run keeps per entry: bucket bits plus fingerprint bits, the same for every size.
 const KEY_BITS: u32 = 36;
@@ -123,9 +125,9 @@ impl Layout {
         )
     }
 
-    fn file_len(self, count: u64) -> u64 {
+    fn file_len(self, records: u64) -> u64 {
         let offsets = u64::try_from(self.buckets() + 1).unwrap_or(u64::MAX) * 4;
-        HEADER_BYTES + count * u64::try_from(RECORD_BYTES).unwrap_or(u64::MAX) + offsets
+        HEADER_BYTES + records * u64::try_from(RECORD_BYTES).unwrap_or(u64::MAX) + offsets
     }
 }
 
@@ -136,8 +138,9 @@ struct Run {
     file: File,
     base: u64,
     count: u64,
+    records: u64,
     layout: Layout,
-    /// Where each bucket's records start (in records), and the count at the end.
+    /// Where each bucket's records start (in records), and the record count at the end.
     offsets: Vec<u32>,
 }
 
@@ -168,24 +171,26 @@ impl Run {
         }
         let layout = Layout::for_count(count);
         let file = File::open(&path)?;
-        if file.metadata()?.len() != layout.file_len(count) {
-            return Err(invalid("run file length"));
-        }
-        let mut header = [0u8; 32];
+        let mut header = [0u8; 40];
         file.read_exact_at(&mut header, 0)?;
-        let expected = run_header(base, count, layout);
-        if header != expected {
+        let mut records = [0u8; 8];
+        records.copy_from_slice(&header[24..32]);
+        let records = u64::from_be_bytes(records);
+        if records > count || header != run_header(base, count, records, layout) {
             return Err(invalid("run header"));
         }
+        if file.metadata()?.len() != layout.file_len(records) {
+            return Err(invalid("run file length"));
+        }
         let mut raw = vec![0u8; (layout.buckets() + 1) * 4];
-        file.read_exact_at(&mut raw, HEADER_BYTES + count * 5)?;
+        file.read_exact_at(&mut raw, HEADER_BYTES + records * 5)?;
         let offsets: Vec<u32> = raw
             .chunks_exact(4)
             .map(|chunk| u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
             .collect();
         let ordered = offsets.first() == Some(&0)
             && offsets.windows(2).all(|pair| pair[0] <= pair[1])
-            && offsets.last().map(|&last| u64::from(last)) == Some(count);
+            && offsets.last().map(|&last| u64::from(last)) == Some(records);
         if !ordered {
             return Err(invalid("run bucket offsets"));
         }
@@ -194,6 +199,7 @@ impl Run {
             file,
             base,
             count,
+            records,
             layout,
             offsets,
         })
@@ -238,12 +244,13 @@ impl Run {
     }
 }
 
-fn run_header(base: u64, count: u64, layout: Layout) -> [u8; 32] {
-    let mut header = [0u8; 32];
+fn run_header(base: u64, count: u64, records: u64, layout: Layout) -> [u8; 40] {
+    let mut header = [0u8; 40];
     header[..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&base.to_be_bytes());
     header[16..24].copy_from_slice(&count.to_be_bytes());
-    header[24] = u8::try_from(layout.index_bits).unwrap_or(u8::MAX);
+    header[24..32].copy_from_slice(&records.to_be_bytes());
+    header[32] = u8::try_from(layout.index_bits).unwrap_or(u8::MAX);
     header
 }
 
@@ -280,22 +287,22 @@ impl Iterator for RunEntries {
     }
 }
 
-/// Writes the run `base..base + count` from its entries as (key bits, index) in key order, and
-/// moves it into place durably.
+/// Writes the run `base..base + count` from its `records` entries as (key bits, index) in key
+/// order, and moves it into place durably.
 fn write_run(
     dir: &Path,
-    base: u64,
-    count: u64,
+    (base, count): (u64, u64),
+    records: u64,
     entries: impl Iterator<Item = io::Result<(u64, u64)>>,
 ) -> io::Result<Run> {
-    if count == 0 || count > MAX_RUN_ENTRIES {
+    if count == 0 || count > MAX_RUN_ENTRIES || records > count {
         return Err(invalid("run size out of range"));
     }
     let layout = Layout::for_count(count);
     let name = run_name(base, count);
     let temp = dir.join(format!("{TEMP_PREFIX}{name}"));
     let mut out = BufWriter::with_capacity(1 << 16, File::create(&temp)?);
-    out.write_all(&run_header(base, count, layout))?;
+    out.write_all(&run_header(base, count, records, layout))?;
     let mut offsets = vec![0u32; layout.buckets() + 1];
     let (mut written, mut last) = (0u64, 0u64);
     for entry in entries {
@@ -313,8 +320,8 @@ fn write_run(
         out.write_all(&layout.encode(fingerprint, offset))?;
         written += 1;
     }
-    if written != count {
-        return Err(invalid("run entry count"));
+    if written != records {
+        return Err(invalid("run record count"));
     }
     for i in 1..offsets.len() {
         offsets[i] += offsets[i - 1];
@@ -344,7 +351,12 @@ fn merge_runs(dir: &Path, older: &Run, newer: &Run) -> io::Result<Run> {
         };
         if take_left { left.next() } else { right.next() }
     });
-    write_run(dir, older.base, older.count + newer.count, merged)
+    write_run(
+        dir,
+        (older.base, older.count + newer.count),
+        older.records + newer.records,
+        merged,
+    )
 }
 
 /// What lookups see: the runs and the entries newer than them.
@@ -535,16 +547,15 @@ impl DedupIndex {
                 .collect();
             (base, entries)
         };
-        let count = end - base;
-        if u64::try_from(entries.len()).ok() != Some(count) {
-            return Err(Error::Corrupt {
-                backend: BACKEND,
-                what: "dedup entries in memory (some index is missing or repeated)",
-            });
-        }
         entries.sort_unstable();
-        let run =
-            write_run(&self.dir, base, count, entries.into_iter().map(Ok)).map_err(io_error)?;
+        let records = u64::try_from(entries.len()).unwrap_or(u64::MAX);
+        let run = write_run(
+            &self.dir,
+            (base, end - base),
+            records,
+            entries.into_iter().map(Ok),
+        )
+        .map_err(io_error)?;
         {
             let mut state = lock(&self.state);
             let mut runs = state.runs.as_ref().clone();
@@ -603,6 +614,10 @@ mod tests {
         let entries: Vec<Vec<u8>> = (0..size)
             .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
             .collect();
+        write_entries(root, &entries)
+    }
+
+    fn write_entries(root: &Path, entries: &[Vec<u8>]) -> Vec<[u8; 32]> {
         for (bundle, chunk) in entries.chunks(256).enumerate() {
             let width = TileWidth::new(u16::try_from(chunk.len()).unwrap()).unwrap();
             let id = BundleId::new(TileIndex::new(u64::try_from(bundle).unwrap()), width);
@@ -674,7 +689,7 @@ mod tests {
         let size = fs::metadata(root.join("dedup").join(run_name(0, 1024)))
             .unwrap()
             .len();
-        assert_eq!(size, 32 + 1024 * 5 + (4096 + 1) * 4);
+        assert_eq!(size, 40 + 1024 * 5 + (4096 + 1) * 4);
 
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(index.lookup(key).unwrap(), Some(i as u64), "entry {i}");
@@ -741,6 +756,33 @@ mod tests {
         assert_eq!(reopened.shape(), (vec![], 1536));
         assert!(run_files(root).is_empty());
         assert_eq!(reopened.lookup(&keys[1000]).unwrap(), Some(1000));
+    }
+
+    #[test]
+    fn an_entry_logged_twice_is_found_at_one_of_its_indices() {
+        // A log written without dedup: entry 700 repeats entry 100, entry 1100 repeats 1000.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut entries: Vec<Vec<u8>> = (0..1200u64)
+            .map(|i| format!("{{\"entry\":{i}}}").into_bytes())
+            .collect();
+        entries[700] = entries[100].clone();
+        entries[1100] = entries[1000].clone();
+        let keys = write_entries(root, &entries);
+        let index = open(root, 0, 1200);
+        index.compact(1200).unwrap();
+        assert_eq!(index.shape(), (vec![(0, 1024)], 176));
+        for (i, key) in keys.iter().enumerate() {
+            let found = index.lookup(key).unwrap().unwrap();
+            assert_eq!(
+                entries[usize::try_from(found).unwrap()],
+                entries[i],
+                "entry {i}"
+            );
+        }
+        drop(index);
+        let reopened = open(root, 0, 1200);
+        assert_eq!(reopened.lookup(&keys[100]).unwrap(), Some(700));
     }
 
     #[test]
