@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rekor_storage::Storage;
+use rekor_storage::{Coordinator, Storage};
 use rekor_tlog::{Hash, MAX_ENTRY_SIZE, leaf_hash};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -178,6 +178,7 @@ struct Shared {
     sender: Mutex<Option<mpsc::Sender<Request>>>,
     task: Mutex<Option<JoinHandle<()>>>,
     storage: Arc<dyn Storage>,
+    coordinator: Arc<dyn Coordinator>,
     cache: Arc<Mutex<DedupCache>>,
     checkpoint: watch::Receiver<Arc<PublishedCheckpoint>>,
     stats: Arc<LogStats>,
@@ -206,6 +207,16 @@ pub fn dedup_key(leaf: &[u8]) -> [u8; 32] {
 }
 
 impl Log {
+    /// `Err` once the coordinator has stopped after a failure only a restart recovers from
+    /// (see [`Coordinator::health`]); health checks report it.
+    ///
+    /// # Errors
+    ///
+    /// [`LogError::Storage`] with the coordinator's reason.
+    pub fn health(&self) -> Result<(), LogError> {
+        Ok(self.shared.coordinator.health()?)
+    }
+
     /// The latest published checkpoint.
     pub fn checkpoint(&self) -> Arc<PublishedCheckpoint> {
         Arc::clone(&self.shared.checkpoint.borrow())

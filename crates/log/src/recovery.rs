@@ -149,6 +149,7 @@ impl Log {
                 sender: Mutex::new(Some(sender)),
                 task: Mutex::new(Some(task)),
                 storage,
+                coordinator,
                 cache,
                 checkpoint: checkpoint_receiver,
                 stats,

@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
+use rekor_log::Log;
 use rekor_storage::ObjectKind;
 
 use crate::error::ApiError;
@@ -182,8 +183,19 @@ fn object_response(data: Bytes, kind: ObjectKind) -> Response {
     response
 }
 
-/// GET /healthz: `{"status":"SERVING"}`, as grpc-gateway's health endpoint answers.
-async fn healthz() -> Response {
+/// GET /healthz: `{"status":"SERVING"}`, as grpc-gateway's health endpoint answers; 503 with
+/// `{"status":"NOT_SERVING"}` once the log has stopped after a failure only a restart recovers
+/// from, so an orchestrator's liveness probe restarts the process.
+async fn healthz(State(state): State<AppState>) -> Response {
+    if let Some(Err(e)) = state.log().map(Log::health) {
+        tracing::error!(error = %e, "health check failed");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"NOT_SERVING"}"#,
+        )
+            .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"SERVING"}"#,

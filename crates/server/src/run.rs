@@ -413,6 +413,9 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         health_reporter
             .set_serving::<rekor_api::rekor::v2::rekor_server::RekorServer<crate::grpc::GrpcService>>()
             .await;
+        if let Some(log) = log.clone() {
+            tokio::spawn(follow_log_health(log, health_reporter, stop.clone()));
+        }
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(rekor_api::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -487,5 +490,39 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+/// How often the gRPC health service looks at the log's health.
+const HEALTH_POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps the gRPC health service (the server as a whole, `""`, and the Rekor service) in step
+/// with [`Log::health`], as `/healthz` is, until `stop`.
+async fn follow_log_health(
+    log: Log,
+    reporter: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+) {
+    type Rekor = rekor_api::rekor::v2::rekor_server::RekorServer<crate::grpc::GrpcService>;
+    let mut serving = true;
+    let mut ticks = tokio::time::interval(HEALTH_POLL_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let healthy = log.health().is_ok();
+        if healthy == serving {
+            continue;
+        }
+        serving = healthy;
+        let status = if healthy {
+            reporter.set_serving::<Rekor>().await;
+            tonic_health::ServingStatus::Serving
+        } else {
+            reporter.set_not_serving::<Rekor>().await;
+            tonic_health::ServingStatus::NotServing
+        };
+        reporter.set_service_status("", status).await;
     }
 }

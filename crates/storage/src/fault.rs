@@ -78,11 +78,13 @@ pub enum Operation {
     ReadSequenced,
     /// [`Coordinator::mark_integrated`].
     MarkIntegrated,
+    /// [`Coordinator::health`] (synchronous: only refusals apply, no delays, holds or lost replies).
+    Health,
 }
 
 impl Operation {
     /// Every operation, in declaration order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::WriteObjects,
         Operation::Read,
         Operation::ReadCheckpoint,
@@ -93,6 +95,7 @@ impl Operation {
         Operation::State,
         Operation::ReadSequenced,
         Operation::MarkIntegrated,
+        Operation::Health,
     ];
 
     /// The trait method's name.
@@ -108,6 +111,7 @@ impl Operation {
             Operation::State => "state",
             Operation::ReadSequenced => "read_sequenced",
             Operation::MarkIntegrated => "mark_integrated",
+            Operation::Health => "health",
         }
     }
 
@@ -123,6 +127,7 @@ impl Operation {
             Operation::ReadSequenced => 7,
             Operation::MarkIntegrated => 8,
             Operation::DeletePartials => 9,
+            Operation::Health => 10,
         }
     }
 }
@@ -392,6 +397,20 @@ impl FaultHandle {
     }
 
     /// Counts the call, waits out any hold and delay, and decides what the call does.
+    /// Decides a synchronous call: counted, and refused if a refusal is planned.
+    fn refusal_now(&self, operation: Operation) -> Option<Error> {
+        let mut plan = self.plan();
+        let op = &mut plan.operations[operation.slot()];
+        op.calls = op.calls.saturating_add(1);
+        let refuse = op.always || op.refuse > 0;
+        if !refuse {
+            return None;
+        }
+        op.refuse = op.refuse.saturating_sub(1);
+        op.injected = op.injected.saturating_add(1);
+        Some(injected(operation, FaultKind::Refused))
+    }
+
     async fn begin(&self, operation: Operation) -> Start {
         let (delay, hold_call, hold_reply, generation) = {
             let mut plan = self.plan();
@@ -632,6 +651,13 @@ impl<C: Coordinator + ?Sized> Coordinator for FaultyCoordinator<C> {
         // Not a fault point: forwarded so the wrapped backend's rate limit still applies.
         self.inner.claim_publication(min_interval).await
     }
+
+    fn health(&self) -> Result<()> {
+        match self.handle.refusal_now(Operation::Health) {
+            Some(error) => Err(error),
+            None => self.inner.health(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -858,9 +884,12 @@ mod tests {
             Operation::State,
             Operation::ReadSequenced,
             Operation::MarkIntegrated,
+            Operation::Health,
         ] {
             faults.fail_next(operation, 1);
         }
+        assert!(fault_of(coordinator.health()).operation == Operation::Health);
+        coordinator.health().unwrap();
         assert!(fault_of(coordinator.sequence(&[leaf(2)]).await).operation == Operation::Sequence);
         assert!(
             fault_of(coordinator.lookup(&[leaf(1).dedup_key]).await).operation == Operation::Lookup

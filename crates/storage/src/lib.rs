@@ -253,6 +253,14 @@ pub trait Coordinator: Send + Sync + Debug + 'static {
         let _ = min_interval;
         Ok(true)
     }
+
+    /// `Err` once the coordinator has stopped after a failure only a restart recovers from (the
+    /// POSIX journal after a write it could not cut off again). Health checks report it, so an
+    /// orchestrator restarts the process. Transient failures (a database briefly unreachable)
+    /// are not reported here: each call reports those itself.
+    fn health(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Checks that `path` is a public object path: relative, no empty, `.` or `..` components, and no

@@ -473,6 +473,10 @@ impl Coordinator for PosixCoordinator {
             .collect()
     }
 
+    fn health(&self) -> Result<()> {
+        self.inner.journal.health().map_err(io_error)
+    }
+
     async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
         {
             let mut state = lock(&self.state);

@@ -255,7 +255,7 @@ impl Journal {
         let mut segments = lock(&self.segments);
         if segments.failed {
             return Err(io::Error::other(
-                "the journal stopped after a failed write; restart to recover",
+                "the sequencing journal stopped after a failed write; restart to recover",
             ));
         }
         let full = segments
@@ -306,6 +306,16 @@ impl Journal {
         }
         active.len += u64::try_from(record.len()).map_err(io::Error::other)?;
         active.segment.end = first + u64::try_from(leaves.len()).map_err(io::Error::other)?;
+        Ok(())
+    }
+
+    /// `Err` once an append failed and could not be cut off: no append succeeds until a restart.
+    pub(super) fn health(&self) -> io::Result<()> {
+        if lock(&self.segments).failed {
+            return Err(io::Error::other(
+                "the sequencing journal stopped after a failed write; restart to recover",
+            ));
+        }
         Ok(())
     }
 
@@ -412,6 +422,22 @@ mod tests {
 
         let (_, recovered) = Journal::open(dir.path(), 6).unwrap();
         assert_eq!((recovered.kept.len(), recovered.sequenced), (0, 6));
+    }
+
+    #[test]
+    fn a_stopped_journal_refuses_appends_and_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path(), 0).unwrap();
+        journal.append(0, &leaves(0..1)).unwrap();
+        journal.health().unwrap();
+        // As after an append whose bytes could not be cut off again.
+        lock(&journal.segments).failed = true;
+        assert!(journal.health().is_err());
+        assert!(journal.append(1, &leaves(1..2)).is_err());
+        drop(journal);
+        let (journal, recovered) = Journal::open(dir.path(), 0).unwrap();
+        journal.health().unwrap();
+        assert_eq!(recovered.kept, leaves(0..1));
     }
 
     #[test]
