@@ -212,14 +212,16 @@ struct Inner {
 }
 
 impl Inner {
-    fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>> {
-        if let Some(index) = self.index.lookup(key)? {
-            return Ok(Some(index));
+    fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+        let mut found = self.index.lookup(keys)?;
+        if let Some(legacy) = &self.legacy {
+            for (key, slot) in keys.iter().zip(&mut found) {
+                if slot.is_none() {
+                    *slot = legacy.lookup(key)?;
+                }
+            }
         }
-        match &self.legacy {
-            Some(legacy) => legacy.lookup(key),
-            None => Ok(None),
-        }
+        Ok(found)
     }
 }
 
@@ -441,8 +443,7 @@ impl Coordinator for PosixCoordinator {
 
     async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
         let keys = dedup_keys.to_vec();
-        self.blocking(move |inner, _| keys.iter().map(|key| inner.lookup(key)).collect())
-            .await
+        self.blocking(move |inner, _| inner.lookup(&keys)).await
     }
 
     async fn state(&self) -> Result<SequenceState> {
@@ -540,8 +541,8 @@ fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::posix::test_support::{file_names, write_bundles};
     use fjall::PersistMode;
-    use rekor_tlog::{BundleId, TileIndex, TileWidth, encode_bundle};
 
     /// Entries per run in these tests.
     const UNIT: u64 = 512;
@@ -569,27 +570,8 @@ mod tests {
     }
 
     /// Writes the bundles of entries `0..size` under `root`, as the integrator would.
-    fn write_bundles(root: &Path, size: u64) {
-        let entries: Vec<Vec<u8>> = (0..size).map(entry).collect();
-        for (bundle, chunk) in (0u64..).zip(entries.chunks(256)) {
-            let width = TileWidth::new(u16::try_from(chunk.len()).unwrap()).unwrap();
-            let path = root.join(BundleId::new(TileIndex::new(bundle), width).path());
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(
-                path,
-                encode_bundle(chunk.iter().map(Vec::as_slice)).unwrap(),
-            )
-            .unwrap();
-        }
-    }
-
-    fn files(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
+    fn write_log(root: &Path, size: u64) {
+        write_bundles(root, &(0..size).map(entry).collect::<Vec<_>>());
     }
 
     /// A fjall database as an earlier version left it: `meta` sizes and format, the kept
@@ -683,17 +665,17 @@ mod tests {
         for chunk in leaves.chunks(100) {
             coordinator.sequence(chunk).await.unwrap();
         }
-        write_bundles(dir.path(), 2 * UNIT + 100);
+        write_log(dir.path(), 2 * UNIT + 100);
         coordinator
             .mark_integrated(0, 2 * UNIT + 100)
             .await
             .unwrap();
         // Runs are written, and journal segments deleted, only once the entries are durable.
-        assert!(files(&dir.path().join("dedup")).is_empty());
-        assert_eq!(files(&dir.path().join("journal")).len(), 1);
+        assert!(file_names(&dir.path().join("dedup")).is_empty());
+        assert_eq!(file_names(&dir.path().join("journal")).len(), 1);
         coordinator.sync().await.unwrap();
         assert_eq!(
-            files(&dir.path().join("dedup")),
+            file_names(&dir.path().join("dedup")),
             ["run-0000000000000000-0000000000000400"]
         );
         assert!(matches!(
@@ -723,13 +705,13 @@ mod tests {
             [leaves[usize::try_from(size - 1).unwrap()].data.clone()]
         );
         // Everything integrated and synced: the journal is empty.
-        write_bundles(dir.path(), size);
+        write_log(dir.path(), size);
         reopened
             .mark_integrated(2 * UNIT + 100, size)
             .await
             .unwrap();
         reopened.sync().await.unwrap();
-        assert!(files(&dir.path().join("journal")).is_empty());
+        assert!(file_names(&dir.path().join("journal")).is_empty());
     }
 
     #[tokio::test]

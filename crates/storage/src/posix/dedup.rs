@@ -466,23 +466,7 @@ impl DedupIndex {
     pub(super) fn load_bundles(&self, durable: u64) -> Result<()> {
         let mut next = self.indexed();
         while next < durable {
-            let (bundle, position) = bundle_for_leaf(LeafIndex::new(next), TreeSize::new(durable))
-                .ok_or(Error::Corrupt {
-                    backend: BACKEND,
-                    what: "bundle position",
-                })?;
-            let bytes = fs::read(self.root.join(bundle.path())).map_err(io_error)?;
-            let entries =
-                decode_bundle_exact(&bytes, bundle.width).map_err(|_| Error::Corrupt {
-                    backend: BACKEND,
-                    what: "entry bundle",
-                })?;
-            let keys: Vec<[u8; 32]> = entries
-                .get(position..)
-                .unwrap_or_default()
-                .iter()
-                .map(|e| dedup_key(e))
-                .collect();
+            let keys = self.bundle_keys(next, durable, usize::MAX)?;
             let count = u64::try_from(keys.len()).unwrap_or(u64::MAX);
             self.insert(next, keys);
             next += count;
@@ -490,39 +474,54 @@ impl DedupIndex {
         Ok(())
     }
 
-    /// The index of the entry with this key, if it is in the index.
-    pub(super) fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>> {
-        let runs = {
-            let state = lock(&self.state);
-            if let Some(&index) = state.recent.get(key) {
-                return Ok(Some(index));
-            }
-            Arc::clone(&state.runs)
-        };
-        for run in runs.iter().rev() {
-            for index in run.candidates(key).map_err(io_error)? {
-                if self.entry_has_key(index, run.end(), key)? {
-                    return Ok(Some(index));
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Whether entry `index` (in a full bundle below `size`) hashes to `key`.
-    fn entry_has_key(&self, index: u64, size: u64, key: &[u8; 32]) -> Result<bool> {
+    /// The keys of up to `limit` entries from `index` on, from its bundle in a log of `size`.
+    fn bundle_keys(&self, index: u64, size: u64, limit: usize) -> Result<Vec<[u8; 32]>> {
         let corrupt = |what| Error::Corrupt {
             backend: BACKEND,
             what,
         };
         let (bundle, position) = bundle_for_leaf(LeafIndex::new(index), TreeSize::new(size))
-            .ok_or(corrupt("dedup candidate beyond the log"))?;
+            .ok_or(corrupt("entry beyond the log"))?;
         let bytes = fs::read(self.root.join(bundle.path())).map_err(io_error)?;
         let entries =
             decode_bundle_exact(&bytes, bundle.width).map_err(|_| corrupt("entry bundle"))?;
         Ok(entries
-            .get(position)
-            .is_some_and(|entry| dedup_key(entry) == *key))
+            .iter()
+            .skip(position)
+            .take(limit)
+            .map(|entry| dedup_key(entry))
+            .collect())
+    }
+
+    /// The index of the entry with each key, for those in the index; one look at the entries in
+    /// memory for the whole batch, then the runs for the keys not found there.
+    pub(super) fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+        let (mut found, runs) = {
+            let state = lock(&self.state);
+            let found: Vec<Option<u64>> = keys
+                .iter()
+                .map(|key| state.recent.get(key).copied())
+                .collect();
+            (found, Arc::clone(&state.runs))
+        };
+        for (key, slot) in keys.iter().zip(&mut found) {
+            if slot.is_none() {
+                *slot = self.lookup_in_runs(&runs, key)?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn lookup_in_runs(&self, runs: &[Arc<Run>], key: &[u8; 32]) -> Result<Option<u64>> {
+        for run in runs.iter().rev() {
+            for index in run.candidates(key).map_err(io_error)? {
+                // Runs end at full bundles, so the candidate's bundle is full below `run.end()`.
+                if self.bundle_keys(index, run.end(), 1)?.first() == Some(key) {
+                    return Ok(Some(index));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Moves the entries below `durable` (rounded down to the run unit) from memory into a run,
@@ -606,7 +605,7 @@ impl DedupIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rekor_tlog::{BundleId, TileIndex, TileWidth, encode_bundle};
+    use crate::posix::test_support::{file_names, write_bundles};
 
     /// A log of `size` entries in `root`'s bundles (full bundles only up to the last full one,
     /// then the partial), and their keys.
@@ -618,18 +617,12 @@ mod tests {
     }
 
     fn write_entries(root: &Path, entries: &[Vec<u8>]) -> Vec<[u8; 32]> {
-        for (bundle, chunk) in entries.chunks(256).enumerate() {
-            let width = TileWidth::new(u16::try_from(chunk.len()).unwrap()).unwrap();
-            let id = BundleId::new(TileIndex::new(u64::try_from(bundle).unwrap()), width);
-            let path = root.join(id.path());
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(
-                path,
-                encode_bundle(chunk.iter().map(Vec::as_slice)).unwrap(),
-            )
-            .unwrap();
-        }
+        write_bundles(root, entries);
         entries.iter().map(|e| dedup_key(e)).collect()
+    }
+
+    fn find(index: &DedupIndex, key: &[u8; 32]) -> Option<u64> {
+        index.lookup(std::slice::from_ref(key)).unwrap()[0]
     }
 
     fn open(root: &Path, from: u64, durable: u64) -> DedupIndex {
@@ -639,12 +632,7 @@ mod tests {
     }
 
     fn run_files(root: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(root.join("dedup"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
+        file_names(&root.join("dedup"))
     }
 
     #[test]
@@ -692,9 +680,9 @@ mod tests {
         assert_eq!(size, 40 + 1024 * 5 + (4096 + 1) * 4);
 
         for (i, key) in keys.iter().enumerate() {
-            assert_eq!(index.lookup(key).unwrap(), Some(i as u64), "entry {i}");
+            assert_eq!(find(&index, key), Some(i as u64), "entry {i}");
         }
-        assert_eq!(index.lookup(&dedup_key(b"never logged")).unwrap(), None);
+        assert_eq!(find(&index, &dedup_key(b"never logged")), None);
     }
 
     #[test]
@@ -710,8 +698,8 @@ mod tests {
         assert_eq!(key_bits(&near), key_bits(&keys[300]));
         let runs = Arc::clone(&lock(&index.state).runs);
         assert_eq!(runs[0].candidates(&near).unwrap(), [300]);
-        assert_eq!(index.lookup(&near).unwrap(), None);
-        assert_eq!(index.lookup(&keys[300]).unwrap(), Some(300));
+        assert_eq!(find(&index, &near), None);
+        assert_eq!(find(&index, &keys[300]), Some(300));
     }
 
     #[test]
@@ -734,7 +722,7 @@ mod tests {
         assert_eq!(reopened.shape(), (vec![(0, 1024)], 300));
         assert_eq!(run_files(root), [run_name(0, 1024)]);
         for (i, key) in keys.iter().enumerate() {
-            assert_eq!(reopened.lookup(key).unwrap(), Some(i as u64), "entry {i}");
+            assert_eq!(find(&reopened, key), Some(i as u64), "entry {i}");
         }
     }
 
@@ -755,7 +743,7 @@ mod tests {
         let reopened = open(root, 0, 1536);
         assert_eq!(reopened.shape(), (vec![], 1536));
         assert!(run_files(root).is_empty());
-        assert_eq!(reopened.lookup(&keys[1000]).unwrap(), Some(1000));
+        assert_eq!(find(&reopened, &keys[1000]), Some(1000));
     }
 
     #[test]
@@ -773,7 +761,7 @@ mod tests {
         index.compact(1200).unwrap();
         assert_eq!(index.shape(), (vec![(0, 1024)], 176));
         for (i, key) in keys.iter().enumerate() {
-            let found = index.lookup(key).unwrap().unwrap();
+            let found = find(&index, key).unwrap();
             assert_eq!(
                 entries[usize::try_from(found).unwrap()],
                 entries[i],
@@ -782,7 +770,7 @@ mod tests {
         }
         drop(index);
         let reopened = open(root, 0, 1200);
-        assert_eq!(reopened.lookup(&keys[100]).unwrap(), Some(700));
+        assert_eq!(find(&reopened, &keys[100]), Some(700));
     }
 
     #[test]
@@ -792,11 +780,11 @@ mod tests {
         let root = dir.path();
         let keys = write_log(root, 1200);
         let index = open(root, 300, 1200);
-        assert_eq!(index.lookup(&keys[299]).unwrap(), None);
+        assert_eq!(find(&index, &keys[299]), None);
         index.compact(1200).unwrap();
         assert_eq!(index.shape(), (vec![(300, 724)], 176));
         for (i, key) in keys.iter().enumerate().skip(300) {
-            assert_eq!(index.lookup(key).unwrap(), Some(i as u64), "entry {i}");
+            assert_eq!(find(&index, key), Some(i as u64), "entry {i}");
         }
     }
 }

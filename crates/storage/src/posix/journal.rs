@@ -376,14 +376,7 @@ mod tests {
         range.map(|n| Bytes::from(format!("leaf {n}"))).collect()
     }
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::posix::test_support::file_names as names;
 
     #[test]
     fn records_round_trip_and_damage_is_detected() {

@@ -23,6 +23,8 @@ mod coordinator;
 mod dedup;
 mod journal;
 mod sync;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
