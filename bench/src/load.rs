@@ -39,6 +39,8 @@ pub(crate) struct Tally {
     pub(crate) samples: Vec<(Response, Vec<u8>)>,
     /// Wall time of the timed phase(s).
     pub(crate) elapsed: Duration,
+    /// CPU time this process used during the timed phase(s), all threads (signing happens before).
+    pub(crate) cpu: Duration,
 }
 
 impl Tally {
@@ -63,6 +65,7 @@ impl Tally {
             leaf_bytes: 0,
             samples: Vec::new(),
             elapsed: Duration::ZERO,
+            cpu: Duration::ZERO,
         })
     }
 
@@ -119,6 +122,7 @@ impl Tally {
         self.leaf_bytes += other.leaf_bytes;
         self.samples.extend(other.samples);
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
     }
 
     /// Answered requests per second of timed wall time.
@@ -167,10 +171,22 @@ pub(crate) async fn run(
     requests: Arc<Vec<Prepared>>,
     drive: Drive,
 ) -> Result<Tally, BenchError> {
-    match drive.rate {
+    let cpu_before = process_cpu_time();
+    let mut tally = match drive.rate {
         None => closed_loop(client, requests, drive).await,
         Some(rate) => open_loop(client, requests, drive, rate).await,
-    }
+    }?;
+    tally.cpu = process_cpu_time().saturating_sub(cpu_before);
+    Ok(tally)
+}
+
+/// CPU time used so far by every thread of this process.
+fn process_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 async fn closed_loop(

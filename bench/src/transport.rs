@@ -1,17 +1,14 @@
 //! Sending one request over HTTP (protojson, HTTP/1.1 keep-alive) or gRPC (HTTP/2).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use rekor_api::rekor::v2::rekor_client::RekorClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::BenchError;
+use crate::http1::Http1;
 use crate::requests::{Body, Encoding, Prepared};
 use crate::verify::Response;
 
@@ -53,14 +50,10 @@ pub(crate) enum Reply {
 /// A connected client. Cheap to clone; clones share connections.
 #[derive(Clone, Debug)]
 pub(crate) enum Client {
-    /// HTTP/1.1 with a keep-alive pool (one connection per request in flight).
+    /// HTTP/1.1 keep-alive connections (one per request in flight).
     Http {
-        /// The pooled client.
-        client: Box<HyperClient<HttpConnector, Full<Bytes>>>,
-        /// `<base>/api/v2/log/entries`.
-        entries: Uri,
-        /// `<base>/api/v2/checkpoint`.
-        checkpoint: Uri,
+        /// The connections.
+        client: Arc<Http1>,
         /// Per-request time limit.
         timeout: Duration,
     },
@@ -71,16 +64,13 @@ pub(crate) enum Client {
     },
 }
 
-fn parse_uri(text: &str) -> Result<Uri, BenchError> {
-    text.parse()
-        .map_err(|e: http::uri::InvalidUri| BenchError::Flag {
-            flag: "--http",
-            reason: format!("{text:?}: {e}"),
-        })
-}
+/// Where the write API and the checkpoint are, under the base URL.
+const ENTRIES_PATH: &str = "/api/v2/log/entries";
+const CHECKPOINT_PATH: &str = "/api/v2/checkpoint";
 
 impl Client {
-    /// Connects to `target`: `connections` idle connections kept (HTTP) or opened (gRPC).
+    /// Connects to `target`: `connections` HTTP connections or gRPC channels are opened now (more
+    /// HTTP connections are opened later if requests need them).
     ///
     /// # Errors
     ///
@@ -92,17 +82,19 @@ impl Client {
     ) -> Result<Self, BenchError> {
         match target {
             Target::Http(base) => {
-                let base = base.trim_end_matches('/');
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                let client = HyperClient::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(connections.max(1))
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .build(connector);
+                let client = Http1::new(base).await.map_err(|reason| BenchError::Flag {
+                    flag: "--http",
+                    reason: format!("{base:?}: {reason}"),
+                })?;
+                client
+                    .open(connections)
+                    .await
+                    .map_err(|e| BenchError::Connect {
+                        target: base.clone(),
+                        source: Box::new(e),
+                    })?;
                 Ok(Client::Http {
-                    client: Box::new(client),
-                    entries: parse_uri(&format!("{base}/api/v2/log/entries"))?,
-                    checkpoint: parse_uri(&format!("{base}/api/v2/checkpoint"))?,
+                    client: Arc::new(client),
                     timeout,
                 })
             }
@@ -130,38 +122,21 @@ impl Client {
     /// Sends request number `index` (it picks the gRPC channel) and classifies the answer.
     pub(crate) async fn send(&self, prepared: &Prepared, index: usize) -> Reply {
         match (self, &prepared.body) {
-            (
-                Client::Http {
-                    client,
-                    entries,
-                    timeout,
-                    ..
-                },
-                Body::Json(json),
-            ) => {
-                let request = Request::builder()
-                    .method(Method::POST)
-                    .uri(entries.clone())
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(json.clone()));
-                let request = match request {
-                    Ok(r) => r,
-                    Err(e) => return failed("request build", e),
-                };
-                let exchange = async {
-                    let response = client.request(request).await?;
-                    let status = response.status();
-                    let body = response.into_body().collect().await?.to_bytes();
-                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
-                };
+            (Client::Http { client, timeout }, Body::Json(json)) => {
+                let exchange = client.request("POST", ENTRIES_PATH, Some("application/json"), json);
                 match tokio::time::timeout(*timeout, exchange).await {
                     Err(_) => failed("timeout", "no answer in time"),
                     Ok(Err(e)) => failed("transport error", e),
-                    Ok(Ok((StatusCode::CREATED, body))) => Reply::Created(Response::Json(body)),
-                    Ok(Ok((StatusCode::CONFLICT, _))) => Reply::Duplicate,
-                    Ok(Ok((status, body))) => Reply::Failed {
-                        label: format!("http {}", status.as_u16()),
-                        detail: String::from_utf8_lossy(&body).chars().take(300).collect(),
+                    Ok(Ok(answer)) => match answer.status {
+                        201 => Reply::Created(Response::Json(answer.body)),
+                        409 => Reply::Duplicate,
+                        status => Reply::Failed {
+                            label: format!("http {status}"),
+                            detail: String::from_utf8_lossy(&answer.body)
+                                .chars()
+                                .take(300)
+                                .collect(),
+                        },
                     },
                 }
             }
@@ -191,35 +166,21 @@ impl Client {
     ///
     /// [`BenchError::Connect`] if the request fails or is not answered with 200.
     pub(crate) async fn checkpoint(&self) -> Result<Option<Bytes>, BenchError> {
-        let Client::Http {
-            client, checkpoint, ..
-        } = self
-        else {
+        let Client::Http { client, .. } = self else {
             return Ok(None);
         };
         let connect = |e: Box<dyn std::error::Error + Send + Sync>| BenchError::Connect {
-            target: checkpoint.to_string(),
+            target: CHECKPOINT_PATH.to_string(),
             source: e,
         };
-        let request = Request::builder()
-            .uri(checkpoint.clone())
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| connect(Box::new(e)))?;
-        let response = client
-            .request(request)
+        let answer = client
+            .request("GET", CHECKPOINT_PATH, None, &[])
             .await
             .map_err(|e| connect(Box::new(e)))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| connect(Box::new(e)))?
-            .to_bytes();
-        if status != StatusCode::OK {
-            return Err(connect(format!("status {status}").into()));
+        if answer.status != 200 {
+            return Err(connect(format!("status {}", answer.status).into()));
         }
-        Ok(Some(body))
+        Ok(Some(answer.body))
     }
 }
 
