@@ -19,6 +19,10 @@
 # BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
+# 1024 connections need more open files than the usual soft limit of 1024, in the generator and
+# in the server (both inherit this shell's limit).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 MODE=${1:-full}
 case "$MODE" in full | smoke | scale) ;; *)
 	echo "usage: $0 [full|smoke|scale]" >&2

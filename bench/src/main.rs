@@ -221,7 +221,10 @@ async fn run(
 
     let factory = RequestFactory::new(args.mix.clone(), args.keys, target.encoding())?;
     let connections = match target {
-        Target::Http(_) => args.concurrency,
+        // A closed loop keeps every worker's connection busy; an open loop below the server's
+        // capacity has few requests in flight, and opens more connections if it needs them.
+        Target::Http(_) if args.rate.is_none() => args.concurrency,
+        Target::Http(_) => args.concurrency.min(256),
         Target::Grpc(_) => args.grpc_connections,
     };
     let timeout = Duration::try_from_secs_f64(args.timeout).context("--timeout")?;
