@@ -71,6 +71,13 @@ fn journal_error(e: io::Error) -> Error {
     io_error(e)
 }
 
+/// The error of every sync and health check after a sync failed.
+fn sync_failed(failure: &str) -> Error {
+    io_error(io::Error::other(format!(
+        "a sync of tiles and bundles failed ({failure}); restart to write them again from the journal"
+    )))
+}
+
 /// Decodes an index from a legacy dedup keyspace: 5 or 8 big-endian bytes.
 fn decode_dedup_index(bytes: &[u8]) -> Result<u64> {
     match bytes.len() {
@@ -209,6 +216,11 @@ struct Inner {
     legacy: Option<LegacyDedup>,
     /// The persisted state; its integrated size moves at each release.
     persisted: Mutex<PersistedState>,
+    /// Why a sync failed, if one did. It is not retried: after a failed fsync the kernel may
+    /// have dropped the dirty pages and a second fsync can succeed with the data never written,
+    /// so nothing more is released (the journal keeps every leaf from here on), the coordinator
+    /// reports itself unhealthy, and the next start writes the objects again from the journal.
+    sync_failure: Mutex<Option<String>>,
 }
 
 impl Inner {
@@ -372,6 +384,7 @@ impl PosixCoordinator {
             index,
             legacy,
             persisted: Mutex::new(persisted),
+            sync_failure: Mutex::new(None),
         };
         // Leaves kept beyond the persisted integrated size: objects made from them may not
         // have reached the disk before the last stop.
@@ -475,7 +488,11 @@ impl Coordinator for PosixCoordinator {
     }
 
     fn health(&self) -> Result<()> {
-        self.inner.journal.health().map_err(io_error)
+        self.inner.journal.health().map_err(io_error)?;
+        match lock(&self.inner.sync_failure).as_deref() {
+            Some(failure) => Err(sync_failed(failure)),
+            None => Ok(()),
+        }
     }
 
     async fn mark_integrated(&self, from: u64, to: u64) -> Result<()> {
@@ -495,7 +512,7 @@ impl Coordinator for PosixCoordinator {
             // In the background: the next batch need not wait for these fsyncs.
             tokio::task::spawn_blocking(move || {
                 if let Err(e) = release() {
-                    warn!(error = %e, "background sync of tiles failed; leaves are kept and the sync retried");
+                    error!(error = %e, "background sync of tiles failed; leaves are kept, and the log reports itself unhealthy until a restart writes the objects again");
                 }
             });
         }
@@ -508,7 +525,12 @@ impl Coordinator for PosixCoordinator {
 /// persisted size are deleted next, and a start must not find an older size whose partial
 /// objects are gone. Then the dedup index moves the entries that are durable in full bundles
 /// into a run.
+///
+/// A failure is final for this process (see `Inner::sync_failure`): every later call fails too.
 fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> {
+    if let Some(failure) = lock(&inner.sync_failure).as_deref() {
+        return Err(sync_failed(failure));
+    }
     let durable = tracker
         .sync_then(|| {
             let mut persisted = lock(&inner.persisted);
@@ -530,7 +552,10 @@ fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> 
             inner.journal.release(to)?;
             Ok(to)
         })
-        .map_err(io_error)?;
+        .map_err(|e| {
+            lock(&inner.sync_failure).get_or_insert_with(|| e.to_string());
+            io_error(e)
+        })?;
     if let Err(e) = inner.index.compact(durable) {
         // The entries stay in memory, and the next sync tries again.
         warn!(error = %e, "could not write a dedup run");
@@ -712,6 +737,45 @@ mod tests {
             .unwrap();
         reopened.sync().await.unwrap();
         assert!(file_names(&dir.path().join("journal")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_is_not_retried_and_keeps_every_leaf() {
+        let dir = tempfile::tempdir().unwrap();
+        let coordinator = open_in(dir.path()).unwrap();
+        let leaves: Vec<SequenceLeaf> = (0..300).map(leaf).collect();
+        coordinator.sequence(&leaves).await.unwrap();
+        write_log(dir.path(), 300);
+        coordinator.mark_integrated(0, 300).await.unwrap();
+        // A full tile recorded as written but missing: its fsync fails.
+        coordinator
+            .tracker
+            .record("tile/0/000", std::collections::BTreeSet::new());
+        assert!(coordinator.health().is_ok());
+        assert!(coordinator.sync().await.is_err());
+        assert!(coordinator.health().is_err());
+        // The file is there now, so a retried fsync would succeed; the coordinator does not retry.
+        std::fs::create_dir_all(dir.path().join("tile/0")).unwrap();
+        std::fs::write(dir.path().join("tile/0/000"), [0u8; 8192]).unwrap();
+        assert!(coordinator.sync().await.is_err());
+        assert!(coordinator.health().is_err());
+        assert_eq!(file_names(&dir.path().join("journal")).len(), 1);
+        drop(coordinator);
+
+        // A restart keeps every leaf beyond the last persisted size, and is healthy.
+        let reopened = open_in(dir.path()).unwrap();
+        assert!(reopened.health().is_ok());
+        assert_eq!(
+            reopened.state().await.unwrap(),
+            SequenceState {
+                integrated: 0,
+                sequenced: 300
+            }
+        );
+        assert_eq!(
+            reopened.read_sequenced(0, 300).await.unwrap(),
+            leaves.iter().map(|l| l.data.clone()).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]

@@ -245,9 +245,9 @@ fn ensure_dir(root: &Path, dir: &Path, to_sync: &mut BTreeSet<PathBuf>) -> io::R
 /// may have changed. An identical object already there is left as it is, but it is synced like a
 /// new one: it may be from before a crash that came before its sync.
 ///
-/// With `repair`, an existing object with different bytes is replaced (atomically, by rename)
-/// instead of refused: after an unclean stop, objects beyond the last sync may be damaged, and
-/// recovery rewrites them from the kept leaves.
+/// With `repair`, an existing object is replaced (atomically, by rename) instead of refused or
+/// kept: after an unclean stop, objects beyond the last sync may be damaged, and recovery
+/// rewrites them from the kept leaves.
 fn write_object(
     root: &Path,
     tmp: &Path,
@@ -271,16 +271,20 @@ fn write_object(
             })
         }
     };
-    if target.exists() && existing_matches(&target)? {
+    if !repair && target.exists() && existing_matches(&target)? {
         return Ok(to_sync);
     }
     write_new(tmp, &object.data).map_err(io_error)?;
     if !place_new(tmp, &target).map_err(io_error)? {
-        if existing_matches(&target)? {
+        if !existing_matches(&target)? {
+            warn!(path = %object.path, "replacing an object left damaged by an unclean stop");
+        } else if !repair {
             fs::remove_file(tmp).map_err(io_error)?;
             return Ok(to_sync);
         }
-        warn!(path = %object.path, "replacing an object left damaged by an unclean stop");
+        // While repairing, an identical object is replaced too: after a failed fsync the
+        // kernel may keep its pages in memory, marked clean but never written, so what a read
+        // returns is not what is on disk, and only a new file puts it there.
         fs::rename(tmp, &target).map_err(io_error)?;
     }
     Ok(to_sync)
@@ -474,6 +478,42 @@ mod tests {
                 .await,
             Err(Error::AlreadyExists { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn after_an_unclean_stop_even_identical_objects_are_written_anew() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let backend = PosixBackend::open(dir.path()).unwrap();
+        let data = Bytes::from_static(b"an entry");
+        backend
+            .coordinator
+            .sequence(&[crate::SequenceLeaf {
+                dedup_key: crate::dedup_key(&data),
+                data,
+            }])
+            .await
+            .unwrap();
+        let path = "tile/0/000.p/1";
+        backend
+            .storage
+            .write_objects(vec![Object::new(path, vec![7u8; 32])])
+            .await
+            .unwrap();
+        let before = fs::metadata(dir.path().join(path)).unwrap().ino();
+        // Stopped with a leaf sequenced but not integrated: the next start repairs.
+        drop(backend);
+        let backend = PosixBackend::open(dir.path()).unwrap();
+        assert!(backend.storage.tracker.repairing());
+        backend
+            .storage
+            .write_objects(vec![Object::new(path, vec![7u8; 32])])
+            .await
+            .unwrap();
+        let after = fs::metadata(dir.path().join(path)).unwrap();
+        assert_ne!(after.ino(), before, "the object was left as it was");
+        assert_eq!(fs::read(dir.path().join(path)).unwrap(), [7u8; 32]);
+        assert_eq!(backend.storage.tracker.pending_objects(), vec![path]);
     }
 
     #[tokio::test]
