@@ -507,7 +507,9 @@ impl Coordinator for PosixCoordinator {
             }
             state.integrated = to;
         }
-        if self.tracker.due() {
+        // After a failed sync nothing more is released (see `Inner::sync_failure`); health
+        // reports it, so the error is not logged again at every interval.
+        if self.tracker.due() && lock(&self.inner.sync_failure).is_none() {
             let release = self.release_through(to);
             // In the background: the next batch need not wait for these fsyncs.
             tokio::task::spawn_blocking(move || {
