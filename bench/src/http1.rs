@@ -425,6 +425,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kept_alive_connection_the_server_closed_is_replaced_once() {
+        // The server answers one request per connection, then closes it (as a server does with
+        // an idle keep-alive connection).
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut accepted = 0;
+            for body in [&b"one"[..], b"two"] {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                accepted += 1;
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while find(&request, b"\r\n\r\n").is_none_or(|end| request.len() < end + 3) {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    request.extend_from_slice(&buffer[..n]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 201 Created\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+                stream.write_all(body).await.unwrap();
+                stream.shutdown().await.unwrap();
+            }
+            accepted
+        });
+        let client = Http1::new(&base).await.unwrap();
+        let first = client.request("POST", "/", None, b"abc").await.unwrap();
+        assert_eq!(&first.body[..], b"one");
+        // Let the close reach the client before the connection is reused.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let second = client.request("POST", "/", None, b"def").await.unwrap();
+        assert_eq!(&second.body[..], b"two");
+        assert_eq!(server.await.unwrap(), 2);
+    }
+
+    #[tokio::test]
     async fn bad_base_urls_are_refused() {
         for bad in [
             "https://127.0.0.1:1",
