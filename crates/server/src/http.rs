@@ -125,67 +125,64 @@ fn entry_json(entry: &rekor_api::rekor::v1::TransparencyLogEntry) -> Vec<u8> {
     );
     // Writes into a Vec cannot fail.
     let _ = write!(out, r#"{{"logIndex":"{}","logId":"#, entry.log_index);
-    match &entry.log_id {
-        Some(id) => {
-            out.extend_from_slice(br#"{"keyId":"#);
-            base64_string(&mut out, &id.key_id);
-            out.push(b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    message(&mut out, entry.log_id.as_ref(), |out, id| {
+        out.extend_from_slice(br#""keyId":"#);
+        base64_string(out, &id.key_id);
+    });
     out.extend_from_slice(br#","kindVersion":"#);
-    match &entry.kind_version {
-        Some(kind) => {
-            out.extend_from_slice(br#"{"kind":"#);
-            json_string(&mut out, &kind.kind);
-            out.extend_from_slice(br#","version":"#);
-            json_string(&mut out, &kind.version);
-            out.push(b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    message(&mut out, entry.kind_version.as_ref(), |out, kind| {
+        out.extend_from_slice(br#""kind":"#);
+        json_string(out, &kind.kind);
+        out.extend_from_slice(br#","version":"#);
+        json_string(out, &kind.version);
+    });
     let _ = write!(
         out,
         r#","integratedTime":"{}","inclusionPromise":"#,
         entry.integrated_time
     );
-    match &entry.inclusion_promise {
-        Some(promise) => {
-            out.extend_from_slice(br#"{"signedEntryTimestamp":"#);
-            base64_string(&mut out, &promise.signed_entry_timestamp);
-            out.push(b'}');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
+    message(
+        &mut out,
+        entry.inclusion_promise.as_ref(),
+        |out, promise| {
+            out.extend_from_slice(br#""signedEntryTimestamp":"#);
+            base64_string(out, &promise.signed_entry_timestamp);
+        },
+    );
     out.extend_from_slice(br#","inclusionProof":"#);
-    match &entry.inclusion_proof {
-        Some(proof) => {
-            let _ = write!(out, r#"{{"logIndex":"{}","rootHash":"#, proof.log_index);
-            base64_string(&mut out, &proof.root_hash);
-            let _ = write!(out, r#","treeSize":"{}","hashes":["#, proof.tree_size);
-            for (i, hash) in proof.hashes.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                base64_string(&mut out, hash);
+    message(&mut out, entry.inclusion_proof.as_ref(), |out, proof| {
+        let _ = write!(out, r#""logIndex":"{}","rootHash":"#, proof.log_index);
+        base64_string(out, &proof.root_hash);
+        let _ = write!(out, r#","treeSize":"{}","hashes":["#, proof.tree_size);
+        for (i, hash) in proof.hashes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
-            out.extend_from_slice(br#"],"checkpoint":"#);
-            match &proof.checkpoint {
-                Some(checkpoint) => {
-                    out.extend_from_slice(br#"{"envelope":"#);
-                    json_string(&mut out, &checkpoint.envelope);
-                    out.push(b'}');
-                }
-                None => out.extend_from_slice(b"null"),
-            }
-            out.push(b'}');
+            base64_string(out, hash);
         }
-        None => out.extend_from_slice(b"null"),
-    }
+        out.extend_from_slice(br#"],"checkpoint":"#);
+        message(out, proof.checkpoint.as_ref(), |out, checkpoint| {
+            out.extend_from_slice(br#""envelope":"#);
+            json_string(out, &checkpoint.envelope);
+        });
+    });
     out.extend_from_slice(br#","canonicalizedBody":"#);
     base64_string(&mut out, &entry.canonicalized_body);
     out.push(b'}');
     out
+}
+
+/// Appends a message as `{<fields>}`, or `null` when it is unset (protojson's
+/// `EmitUnpopulated`).
+fn message<T>(out: &mut Vec<u8>, value: Option<&T>, fields: impl FnOnce(&mut Vec<u8>, &T)) {
+    match value {
+        Some(value) => {
+            out.push(b'{');
+            fields(out, value);
+            out.push(b'}');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 /// Appends `bytes` as a quoted standard-base64 JSON string (no escaping needed).

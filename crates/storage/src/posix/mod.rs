@@ -242,8 +242,8 @@ fn ensure_dir(root: &Path, dir: &Path, to_sync: &mut BTreeSet<PathBuf>) -> io::R
 }
 
 /// Writes one immutable object create-only, without fsync; returns the directories whose entries
-/// may have changed. An identical object already there is left as it is, but it is synced like a
-/// new one: it may be from before a crash that came before its sync.
+/// may have changed. Outside repair, an identical object already there (another writer's, or
+/// this one's retried) is left as it is, but it is synced like a new one.
 ///
 /// With `repair`, an existing object is replaced (atomically, by rename) instead of refused or
 /// kept: after an unclean stop, objects beyond the last sync may be damaged, and recovery
