@@ -2,10 +2,12 @@
 # Benchmarks the log against this machine's own limits, in one run, and reports ratios.
 #
 #   bench/run.sh full    (make bench)        HTTP writes at full and half load, gRPC and mixed-key
-#                                            writes, machine P-256 verify/s (openssl), tile reads
-#                                            vs nginx (wrk), the raw pipeline (criterion).
+#                                            writes, machine P-256 verify/s (openssl), the same
+#                                            load on rekor-bench-ceiling (HTTP + validation, no
+#                                            log), tile reads vs nginx (wrk), the raw pipeline.
 #   bench/run.sh smoke   (make bench-smoke)  a tiny load over HTTP and gRPC, every response
-#                                            verified; exits non-zero on any failure. For CI.
+#                                            verified, and on the ceiling; exits non-zero on any
+#                                            failure. For CI.
 #   bench/run.sh scale   (make bench-scale)  SCALE_ENTRIES entries (default 10,000,000): RSS,
 #                                            restart time, bytes per entry beyond the leaf.
 #
@@ -45,6 +47,7 @@ SCALE_ENTRIES=${SCALE_ENTRIES:-10000000}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rekor-bench.XXXXXX")
 SERVER_PID=
 NGINX_PID=
+CEILING_PID=
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -61,6 +64,10 @@ cleanup() {
 	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill -TERM "$SERVER_PID" 2>/dev/null || true
 		wait "$SERVER_PID" 2>/dev/null || true
+	fi
+	if [ -n "$CEILING_PID" ] && kill -0 "$CEILING_PID" 2>/dev/null; then
+		kill "$CEILING_PID" 2>/dev/null || true
+		wait "$CEILING_PID" 2>/dev/null || true
 	fi
 	if [ "$rc" -ne 0 ] && [ -f "$WORK/server.log" ]; then
 		log "--- last lines of the server log ($WORK/server.log) ---"
@@ -106,7 +113,8 @@ build() {
 	[ "$PROFILE" = release ] && flag=(--release)
 	[ "$PROFILE" = release ] || [ "$PROFILE" = debug ] || die "BENCH_PROFILE must be release or debug"
 	run "$CARGO" build "${flag[@]}" -p rekor-server-posix -p rekor-bench
-	[ -x "$BIN/rekor-server-posix" ] && [ -x "$BIN/rekor-bench" ] || die "binaries missing in $BIN"
+	[ -x "$BIN/rekor-server-posix" ] && [ -x "$BIN/rekor-bench" ] && [ -x "$BIN/rekor-bench-ceiling" ] ||
+		die "binaries missing in $BIN"
 }
 
 # Prints the log's public key (base64 DER SPKI); generates the key in the storage dir if new.
@@ -132,6 +140,30 @@ start_server() {
 		sleep 0.02
 	done
 	READY_MS=$((($(date +%s%N) - started) / 1000000))
+}
+
+# Starts rekor-bench-ceiling on NGINX_PORT (free until section 5), answering with as many bytes
+# as the real server's answers in the warm-up, and waits until it answers.
+start_ceiling() {
+	local answer_bytes
+	answer_bytes=$(result "$WORK/warmup.out" answer_bytes 2>/dev/null || true)
+	CEILING_URL=http://127.0.0.1:$NGINX_PORT
+	"$BIN/rekor-bench-ceiling" --listen "127.0.0.1:$NGINX_PORT" --answer-bytes "${answer_bytes:-2048}" \
+		>>"$WORK/ceiling.log" 2>&1 &
+	CEILING_PID=$!
+	local tries=0
+	until http_ok "$CEILING_URL/healthz"; do
+		kill -0 "$CEILING_PID" 2>/dev/null || die "rekor-bench-ceiling exited during start-up"
+		tries=$((tries + 1))
+		[ "$tries" -lt 500 ] || die "rekor-bench-ceiling did not answer within 10 s"
+		sleep 0.02
+	done
+}
+
+stop_ceiling() {
+	kill "$CEILING_PID" 2>/dev/null || true
+	wait "$CEILING_PID" 2>/dev/null || true
+	CEILING_PID=
 }
 
 # Stops the server with SIGTERM (graceful: drains and publishes) and checks it exits 0.
@@ -168,6 +200,9 @@ loadavg() { log "(load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores
 
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
+# median <values...>: the middle one (the lower middle for an even count).
+median() { printf '%s\n' "$@" | sort -g | sed -n "$((($# + 1) / 2))p"; }
+
 # ---------------------------------------------------------------------------------------------
 
 smoke() {
@@ -191,6 +226,10 @@ smoke() {
 	done
 	passed=$((passed + 1))
 	stop_server
+	passed=$((passed + 1))
+	start_ceiling
+	load ceiling --http "$CEILING_URL" --requests 100 --concurrency 8 --verify-every 0
+	stop_ceiling
 	passed=$((passed + 1))
 	log "bench-smoke: $passed passed, 0 failed"
 }
@@ -302,27 +341,41 @@ full() {
 	log "p256_verify_per_s=$P256_VERIFY"
 
 	log ""
-	log "== 2. HTTP writes (P-256, persistent dedup on, server defaults) on a fresh log"
+	log "== 2. HTTP writes (P-256, persistent dedup on, server defaults) on a fresh log, each round"
+	log "      followed by the same load on rekor-bench-ceiling (HTTP + validation only, no log)"
 	start_server "$data"
+	start_ceiling
 	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
-	# The machine is shared and noisy: the maximum is the median of ROUNDS closed-loop rounds.
-	local round rates=() client_us=() created=0 ticks_before ticks_after
-	ticks_before=$(cpu_ticks "$SERVER_PID")
+	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+	# The machine is shared and noisy: the maximum is the median of ROUNDS closed-loop rounds,
+	# and the ceiling's rounds alternate with ours so both see the same moments.
+	local round rates=() client_us=() ceiling_rates=() created=0 ceiling_created=0
+	local ticks=0 ceiling_ticks=0 before
 	for round in $(seq 1 "$ROUNDS"); do
 		loadavg
+		before=$(cpu_ticks "$SERVER_PID")
 		load "max-$round" --http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
+		ticks=$((ticks + $(cpu_ticks "$SERVER_PID") - before))
 		rates+=("$(result "$WORK/max-$round.out" entries_per_s)")
 		client_us+=("$(result "$WORK/max-$round.out" client_cpu_us)")
 		created=$((created + $(result "$WORK/max-$round.out" created)))
+		before=$(cpu_ticks "$CEILING_PID")
+		load "ceiling-$round" --http "$CEILING_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 0
+		ceiling_ticks=$((ceiling_ticks + $(cpu_ticks "$CEILING_PID") - before))
+		ceiling_rates+=("$(result "$WORK/ceiling-$round.out" entries_per_s)")
+		ceiling_created=$((ceiling_created + $(result "$WORK/ceiling-$round.out" created)))
 	done
-	ticks_after=$(cpu_ticks "$SERVER_PID")
+	stop_ceiling
 	# The load generator shares the two cores: the server's own CPU per entry, against one
 	# verify's CPU (openssl ran on both cores), is the ratio with the generator taken out.
-	SERVER_US=$(calc '%.1f' "($ticks_after - $ticks_before) * 1000000 / $(getconf CLK_TCK) / $created")
+	SERVER_US=$(calc '%.1f' "$ticks * 1000000 / $(getconf CLK_TCK) / $created")
+	CEILING_US=$(calc '%.1f' "$ceiling_ticks * 1000000 / $(getconf CLK_TCK) / $ceiling_created")
 	VERIFY_US=$(calc '%.1f' "2 * 1000000 / $P256_VERIFY")
-	MAX_RATE=$(printf '%s\n' "${rates[@]}" | sort -g | sed -n "$(((ROUNDS + 1) / 2))p")
-	CLIENT_US=$(printf '%s\n' "${client_us[@]}" | sort -g | sed -n "$(((ROUNDS + 1) / 2))p")
+	MAX_RATE=$(median "${rates[@]}")
+	CLIENT_US=$(median "${client_us[@]}")
+	CEILING_RATE=$(median "${ceiling_rates[@]}")
 	log "HTTP rounds (entries/s): ${rates[*]}; median $MAX_RATE"
+	log "ceiling rounds (entries/s): ${ceiling_rates[*]}; median $CEILING_RATE"
 	SERVER_RSS=$(rss_kib "$SERVER_PID" VmRSS)
 	local half half_requests
 	half=$(calc '%.0f' "$MAX_RATE / 2")
@@ -369,6 +422,7 @@ full() {
 	log "HTTP P-256 writes/s, c=$CONCURRENCY (median of $ROUNDS): $MAX_RATE  = $ratio x machine P-256 verify/s ($P256_VERIFY)   (>= 0.60)"
 	log "server CPU per entry at full load:     $SERVER_US us; one P-256 verify: $VERIFY_US us; ratio $(calc '%.2f' "$VERIFY_US / $SERVER_US")   (the ratio above without the load generator's CPU)"
 	log "load generator CPU per request:         $CLIENT_US us (median round; it shares the two cores with the server)"
+	log "ceiling (HTTP + validation, no log):    $CEILING_RATE entries/s = $(calc '%.2f' "$CEILING_RATE / $P256_VERIFY") x verify/s, $CEILING_US us CPU per entry; ours = $(calc '%.2f' "$MAX_RATE / $CEILING_RATE") of it"
 	log "half load ($half/s): p50 ${p50} ms, p90 $(result "$WORK/half.out" p90_ms) ms, p99 ${p99} ms, max $(result "$WORK/half.out" max_ms) ms   (p50 <= 30, p99 <= 150)"
 	log "gRPC P-256 writes/s, c=$CONCURRENCY:        $(result "$WORK/grpc.out" entries_per_s)  = $(calc '%.2f' "$(result "$WORK/grpc.out" entries_per_s) / $P256_VERIFY") x verify/s"
 	log "HTTP mixed p256=8,ed25519ph=1,rsa2048=1:   $(result "$WORK/mix.out" entries_per_s) entries/s"

@@ -35,6 +35,8 @@ pub(crate) struct Tally {
     pub(crate) first_failure: Option<(String, String)>,
     /// Sum of the canonical entry sizes of the created entries.
     pub(crate) leaf_bytes: u64,
+    /// Sum of the sizes of the HTTP 201 answer bodies.
+    pub(crate) answer_bytes: u64,
     /// Responses kept for verification after the timed phase, with their request's digest.
     pub(crate) samples: Vec<(Response, Vec<u8>)>,
     /// Wall time of the timed phase(s).
@@ -63,6 +65,7 @@ impl Tally {
             failures: 0,
             first_failure: None,
             leaf_bytes: 0,
+            answer_bytes: 0,
             samples: Vec::new(),
             elapsed: Duration::ZERO,
             cpu: Duration::ZERO,
@@ -77,7 +80,10 @@ impl Tally {
             Reply::Created(response) => {
                 self.created += 1;
                 let leaf = match &response {
-                    Response::Json(body) => canonical_body_len(body).unwrap_or(0),
+                    Response::Json(body) => {
+                        self.answer_bytes += u64::try_from(body.len()).unwrap_or(0);
+                        canonical_body_len(body).unwrap_or(0)
+                    }
                     Response::Proto(entry) => entry.canonicalized_body.len(),
                 };
                 self.leaf_bytes += u64::try_from(leaf).unwrap_or(0);
@@ -120,6 +126,7 @@ impl Tally {
             self.first_failure = other.first_failure;
         }
         self.leaf_bytes += other.leaf_bytes;
+        self.answer_bytes += other.answer_bytes;
         self.samples.extend(other.samples);
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;

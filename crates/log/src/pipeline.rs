@@ -193,7 +193,10 @@ impl Pipeline {
                     || batch_deadline.is_some_and(|d| d <= now));
             let publish_due = self.has_unpublished() && (closed || publish_now);
             if cut {
-                let batch = std::mem::take(&mut pending);
+                // The next batch is likely as large as this one: one allocation instead of the
+                // vector growing again from empty.
+                let capacity = pending.len();
+                let batch = std::mem::replace(&mut pending, Vec::with_capacity(capacity));
                 oldest = None;
                 if publish_due && !self.failing {
                     self.sequence_while_publishing(batch).await;

@@ -198,9 +198,20 @@ impl BundleBuilder {
             .ok_or(BundleError::SizeOverflow)?;
 
         let mut out = Vec::new();
-        for (index, entry) in entries.iter().enumerate() {
-            push_entry(&mut self.buf, index, entry.as_ref())?;
-            self.count += 1;
+        let mut next = 0;
+        while next < entries.len() {
+            let room = usize::from(FULL_TILE_WIDTH - self.count);
+            let chunk = &entries[next..entries.len().min(next + room)];
+            // One allocation for what this bundle gains: a full bundle of typical entries is a
+            // quarter MiB, and growing it by doubling cost a copy and fresh pages each time.
+            self.buf
+                .reserve(chunk.iter().map(|e| 2 + e.as_ref().len()).sum());
+            for (offset, entry) in chunk.iter().enumerate() {
+                push_entry(&mut self.buf, next + offset, entry.as_ref())?;
+            }
+            next += chunk.len();
+            // `chunk` holds at most `room` entries, so this cannot pass 256.
+            self.count += u16::try_from(chunk.len()).map_err(|_| BundleError::SizeOverflow)?;
             if self.count == FULL_TILE_WIDTH {
                 let full = std::mem::take(&mut self.buf);
                 out.push((
@@ -334,6 +345,8 @@ mod tests {
         );
         let slices: Vec<&[u8]> = all[256..512].iter().map(Vec::as_slice).collect();
         assert_eq!(out[1].1, encode_bundle(slices).unwrap());
+        let slices: Vec<&[u8]> = all[512..600].iter().map(Vec::as_slice).collect();
+        assert_eq!(out[2].1, encode_bundle(slices).unwrap());
         assert_eq!(builder.size().get(), 600);
         assert!(builder.append::<Vec<u8>>(&[]).unwrap().is_empty());
 
