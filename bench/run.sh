@@ -143,7 +143,7 @@ start_server() {
 }
 
 # Starts rekor-bench-ceiling on NGINX_PORT (free until section 5), answering with as many bytes
-# as the real server's answers in the warm-up, and waits until it answers.
+# as the real server's answers in the warm-up (2,048 without one), and waits until it answers.
 start_ceiling() {
 	local answer_bytes
 	answer_bytes=$(result "$WORK/warmup.out" answer_bytes 2>/dev/null || true)
@@ -344,8 +344,8 @@ full() {
 	log "== 2. HTTP writes (P-256, persistent dedup on, server defaults) on a fresh log, each round"
 	log "      followed by the same load on rekor-bench-ceiling (HTTP + validation only, no log)"
 	start_server "$data"
-	start_ceiling
 	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
+	start_ceiling
 	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
 	# The machine is shared and noisy: the maximum is the median of ROUNDS closed-loop rounds,
 	# and the ceiling's rounds alternate with ours so both see the same moments.
