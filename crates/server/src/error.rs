@@ -10,6 +10,9 @@
 //! | `Cancelled`        | 499  | Cancelled        | same                                 |
 //! | `Internal`         | 500  | Unknown          | "internal error" (details only logged) |
 
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tonic::Code;
@@ -65,12 +68,57 @@ impl ApiError {
     }
 
     /// Logs the error once: client errors quietly, server errors loudly with their cause.
+    /// "Unavailable" is loud at most once per [`UNAVAILABLE_WARNING_INTERVAL`] (see there).
     pub fn log(&self) {
         match self {
             ApiError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
-            ApiError::Unavailable(detail) => tracing::warn!(error = %detail, "unavailable"),
+            ApiError::Unavailable(detail) => match UNAVAILABLE_WARNINGS.admit(Instant::now()) {
+                Some(0) => tracing::warn!(error = %detail, "unavailable"),
+                Some(suppressed) => tracing::warn!(
+                    error = %detail,
+                    "unavailable (and {suppressed} more since the last warning, at debug level)"
+                ),
+                None => tracing::debug!(error = %detail, "unavailable"),
+            },
             other => tracing::debug!(error = %other, "request refused"),
         }
+    }
+}
+
+/// The shortest time between two "unavailable" warnings. During a storage outage every request
+/// fails the same way: a full disk gave 82,000 identical warnings in 7 s, which bury the
+/// pipeline's own report of the cause and can fill the disk the log output goes to. The others
+/// are logged at debug level and counted in the next warning; the request metrics count them all.
+pub const UNAVAILABLE_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+static UNAVAILABLE_WARNINGS: WarningLimiter = WarningLimiter::new(UNAVAILABLE_WARNING_INTERVAL);
+
+/// Lets one warning through per interval and counts the ones held back.
+#[derive(Debug)]
+struct WarningLimiter {
+    interval: Duration,
+    /// When the last warning went out, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl WarningLimiter {
+    const fn new(interval: Duration) -> Self {
+        WarningLimiter {
+            interval,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(held back since the last one)` if a warning may go out at `now`, else `None`.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held_back) = &mut *state;
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.interval) {
+            *held_back += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held_back))
     }
 }
 
@@ -148,6 +196,19 @@ impl From<rekor_log::LogError> for ApiError {
 mod tests {
     use super::*;
     use axum::body::to_bytes;
+
+    #[test]
+    fn unavailable_warnings_go_out_once_per_interval_and_count_the_rest() {
+        let limiter = WarningLimiter::new(Duration::from_secs(10));
+        let start = Instant::now();
+        assert_eq!(limiter.admit(start), Some(0));
+        for seconds in [0, 1, 9] {
+            assert_eq!(limiter.admit(start + Duration::from_secs(seconds)), None);
+        }
+        assert_eq!(limiter.admit(start + Duration::from_secs(10)), Some(3));
+        assert_eq!(limiter.admit(start + Duration::from_secs(11)), None);
+        assert_eq!(limiter.admit(start + Duration::from_secs(25)), Some(1));
+    }
 
     fn cases() -> Vec<(ApiError, u16, Code)> {
         vec![

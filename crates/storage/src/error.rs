@@ -54,7 +54,10 @@ pub enum Error {
         path: String,
     },
     /// A transient failure: the caller may retry later. Clients see 503.
-    #[error("{backend} storage unavailable")]
+    ///
+    /// The message carries the cause ("No space left on device", a timeout): it is what an
+    /// operator reads in the log line, which prints the error's message and not its chain.
+    #[error("{backend} storage unavailable: {source}")]
     Unavailable {
         /// The backend name.
         backend: &'static str,
@@ -62,8 +65,8 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
-    /// Any other backend failure.
-    #[error("{backend} storage error")]
+    /// Any other backend failure. The message carries the cause, as for `Unavailable`.
+    #[error("{backend} storage error: {source}")]
     Other {
         /// The backend name.
         backend: &'static str,

@@ -445,6 +445,19 @@ mod tests {
     use super::*;
     use crate::Coordinator;
 
+    #[test]
+    fn a_full_disk_is_transient_and_says_so() {
+        // ENOSPC: the log line an operator reads must name the cause, not only the backend.
+        let error = io_error(io::Error::from_raw_os_error(28));
+        assert!(error.is_transient());
+        let message = error.to_string();
+        assert!(
+            message.starts_with("posix storage unavailable: "),
+            "{message}"
+        );
+        assert!(message.contains("No space left on device"), "{message}");
+    }
+
     #[tokio::test]
     async fn posix_backend_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
