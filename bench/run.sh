@@ -17,7 +17,8 @@
 #
 # Environment: CARGO, CARGO_TARGET_DIR, BENCH_PROFILE (release|debug), BENCH_PORT (first port
 # to try, default 13000), BENCH_REQUESTS (20000 per round), BENCH_ROUNDS (3; the full-load rate
-# is their median), BENCH_CONCURRENCY (1024), BENCH_HALF_SECONDS (12), SCALE_ENTRIES (10000000),
+# is their median, and so are the tile-read figures), BENCH_CONCURRENCY (1024), BENCH_HALF_SECONDS
+# (12), BENCH_READ_SECONDS (4; one wrk round), SCALE_ENTRIES (10000000),
 # BENCH_KEEP=1 keeps the temp dir.
 set -euo pipefail
 
@@ -42,6 +43,7 @@ REQUESTS=${BENCH_REQUESTS:-20000}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONCURRENCY=${BENCH_CONCURRENCY:-1024}
 HALF_SECONDS=${BENCH_HALF_SECONDS:-12}
+READ_SECONDS=${BENCH_READ_SECONDS:-4}
 SCALE_ENTRIES=${SCALE_ENTRIES:-10000000}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rekor-bench.XXXXXX")
@@ -300,14 +302,58 @@ EOF
 	done
 }
 
-# wrk_rate <name> <url>: requests/s over 5 s with 32 connections (one wrk thread); the figure
-# is then read with `rps <name>`.
-wrk_rate() {
-	run wrk -t1 -c32 -d5s "$2" | tee "$WORK/wrk-$1.out" | grep -E 'Requests/sec|Latency|Non-2xx' | sed "s/^/$1: /" || true
-	if grep -q 'Non-2xx' "$WORK/wrk-$1.out"; then die "wrk $1 got error responses"; fi
-	[ -n "$(rps "$1")" ] || die "could not parse wrk output for $1"
+# children <pid>: the pids of a process's children (nginx's workers under its master).
+children() { awk -v parent="$1" '$4 == parent { print $1 }' /proc/[0-9]*/stat 2>/dev/null; }
+
+# read_round <name> <url> <pid...>: one `wrk` run of READ_SECONDS with 32 connections (one wrk
+# thread); prints its requests/s and the CPU the given processes used per read, in µs.
+read_round() {
+	local name=$1 url=$2
+	shift 2
+	local before=0 after=0 pid
+	for pid in "$@"; do before=$((before + $(cpu_ticks "$pid"))); done
+	log "\$ wrk -t1 -c32 -d${READ_SECONDS}s $url" >&2
+	wrk -t1 -c32 -d"${READ_SECONDS}s" "$url" >"$WORK/wrk-$name.out" || die "wrk $name failed"
+	for pid in "$@"; do after=$((after + $(cpu_ticks "$pid"))); done
+	if grep -q 'Non-2xx' "$WORK/wrk-$name.out"; then die "wrk $name got error responses"; fi
+	local rate reads
+	rate=$(awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk-$name.out")
+	reads=$(awk '/ requests in / { print $1 }' "$WORK/wrk-$name.out")
+	if [ -z "$rate" ] || [ -z "$reads" ] || [ "$reads" -eq 0 ]; then die "could not parse wrk output for $name"; fi
+	printf '%s %s\n' "$rate" "$(calc '%.1f' "($after - $before) * 1000000 / $(getconf CLK_TCK) / $reads")"
 }
-rps() { awk '/^Requests\/sec:/ { print $2 }' "$WORK/wrk-$1.out"; }
+
+# read_bench <name> <path>: ROUNDS rounds of `wrk` on <path>, alternating our server and nginx
+# (one busy minute then hurts both, not one), and sets READS_<NAME>_{OURS,NGINX,OURS_US,NGINX_US}
+# to the medians of requests/s and of server CPU per read.
+read_bench() {
+	local name=$1 path=$2
+	local ours=() nginx=() ours_us=() nginx_us=() round line workers
+	# shellcheck disable=SC2207 # pids are numbers
+	workers=($(children "$NGINX_PID"))
+	[ "${#workers[@]}" -gt 0 ] || die "nginx has no worker processes"
+	for round in $(seq 1 "$ROUNDS"); do
+		line=$(read_round "ours-$name-$round" "$HTTP_URL/api/v2/$path" "$SERVER_PID")
+		ours+=("${line% *}")
+		ours_us+=("${line#* }")
+		line=$(read_round "nginx-$name-$round" "http://127.0.0.1:$NGINX_PORT/api/v2/$path" "${workers[@]}")
+		nginx+=("${line% *}")
+		nginx_us+=("${line#* }")
+		log "$path round $round: ours ${ours[-1]}/s (${ours_us[-1]} us CPU per read), nginx ${nginx[-1]}/s (${nginx_us[-1]} us)"
+	done
+	local upper=${name^^}
+	printf -v "READS_${upper}_OURS" '%s' "$(median "${ours[@]}")"
+	printf -v "READS_${upper}_NGINX" '%s' "$(median "${nginx[@]}")"
+	printf -v "READS_${upper}_OURS_US" '%s' "$(median "${ours_us[@]}")"
+	printf -v "READS_${upper}_NGINX_US" '%s' "$(median "${nginx_us[@]}")"
+}
+
+# read_summary <label> <name>: the summary line of one read_bench.
+read_summary() {
+	local ours nginx ours_us nginx_us
+	ours=READS_${2^^}_OURS nginx=READS_${2^^}_NGINX ours_us=READS_${2^^}_OURS_US nginx_us=READS_${2^^}_NGINX_US
+	log "$1 reads/s (median of $ROUNDS): ours ${!ours}, nginx ${!nginx}, ratio $(calc '%.2f' "${!ours} / ${!nginx}")   (>= 1.00); CPU per read: ours ${!ours_us} us, nginx ${!nginx_us} us"
+}
 
 pipeline_bench() {
 	run "$CARGO" bench -p rekor-log --bench pipeline -- --noplot 2>&1 | tee "$WORK/pipeline.out" |
@@ -394,15 +440,11 @@ full() {
 	log "== 5. tile reads: our server vs nginx serving the same directory"
 	start_nginx "$data"
 	loadavg
-	wrk_rate ours-tile "$HTTP_URL/api/v2/tile/0/000"
-	wrk_rate nginx-tile "http://127.0.0.1:$NGINX_PORT/api/v2/tile/0/000"
-	wrk_rate ours-bundle "$HTTP_URL/api/v2/tile/entries/000"
-	wrk_rate nginx-bundle "http://127.0.0.1:$NGINX_PORT/api/v2/tile/entries/000"
-	local ours_tile nginx_tile ours_bundle nginx_bundle
-	ours_tile=$(rps ours-tile)
-	nginx_tile=$(rps nginx-tile)
-	ours_bundle=$(rps ours-bundle)
-	nginx_bundle=$(rps nginx-bundle)
+	# Warm both (our tile cache, nginx's open files and page cache) before the measured rounds.
+	wrk -t1 -c32 -d1s "$HTTP_URL/api/v2/tile/entries/000" >/dev/null
+	wrk -t1 -c32 -d1s "http://127.0.0.1:$NGINX_PORT/api/v2/tile/entries/000" >/dev/null
+	read_bench tile tile/0/000
+	read_bench bundle tile/entries/000
 	kill -QUIT "$NGINX_PID"
 	wait "$NGINX_PID" 2>/dev/null || true
 	NGINX_PID=
@@ -427,8 +469,8 @@ full() {
 	log "gRPC P-256 writes/s, c=$CONCURRENCY:        $(result "$WORK/grpc.out" entries_per_s)  = $(calc '%.2f' "$(result "$WORK/grpc.out" entries_per_s) / $P256_VERIFY") x verify/s"
 	log "HTTP mixed p256=8,ed25519ph=1,rsa2048=1:   $(result "$WORK/mix.out" entries_per_s) entries/s"
 	log "server RSS after the full-load run:       $SERVER_RSS KiB"
-	log "tile/0/000 reads/s:        ours $ours_tile, nginx $nginx_tile, ratio $(calc '%.2f' "$ours_tile / $nginx_tile")   (>= 1.00)"
-	log "tile/entries/000 reads/s:  ours $ours_bundle, nginx $nginx_bundle, ratio $(calc '%.2f' "$ours_bundle / $nginx_bundle")   (>= 1.00)"
+	read_summary tile/0/000 tile
+	read_summary tile/entries/000 bundle
 	log "raw pipeline entries/s:    memory $PIPELINE_MEMORY, posix $PIPELINE_POSIX   (>= 50000)"
 	log "entries_per_s=$(calc '%.0f' "$MAX_RATE") p256_verify_per_s=$(calc '%.0f' "$P256_VERIFY") ratio=$ratio p50_ms=$p50 p99_ms=$p99"
 }
