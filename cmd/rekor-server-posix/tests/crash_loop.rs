@@ -18,8 +18,8 @@
 //! `CRASH_LOOP_SEED=<seed>` replays the same kill delays and resubmission choices (thread
 //! timing still differs from run to run).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,6 @@ use rekor_testkit::{
 
 const CYCLES: usize = 20;
 const WRITERS: usize = 8;
-/// Pre-generated distinct requests (about 0.3 s to sign); a debug build on two cores writes
-/// about 1,500 in 20 windows of 50–400 ms. The test fails if the pool runs dry.
-const POOL: usize = 4_000;
 const KILL_DELAY_MS: (u64, u64) = (50, 400);
 /// Older acknowledged entries resubmitted after each restart (besides all of the last cycle's).
 const OLD_RESUBMISSIONS: usize = 4;
@@ -43,11 +40,61 @@ const OLD_RESUBMISSIONS: usize = 4;
 /// An acknowledged write.
 #[derive(Clone, Debug)]
 struct Acked {
-    /// Which pre-generated submission.
+    /// Which submission of the [`Requests`] source.
     n: usize,
     index: u64,
     body: Vec<u8>,
     cycle: usize,
+}
+
+/// Distinct requests, signed on demand as writers ask for them, so the log stays busy until the
+/// kill however fast the build is (a release build writes several times what a debug build
+/// does in the same window). Each one is kept: later checks resubmit and look up by number.
+struct Requests {
+    key: ClientKey,
+    next: AtomicUsize,
+    made: Mutex<HashMap<usize, Submission>>,
+}
+
+impl Requests {
+    fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            key: ClientKey::generate(KeyKind::EcdsaP256)?,
+            next: AtomicUsize::new(0),
+            made: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A new distinct request and its number; signed outside the lock.
+    fn take(&self) -> anyhow::Result<(usize, Submission)> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let submission = self.key.hashed_rekord(&artifact("crash loop", n)?)?;
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(n, submission.clone());
+        Ok((n, submission))
+    }
+
+    /// The request numbered `n`, as it was sent.
+    fn get(&self, n: usize) -> anyhow::Result<Submission> {
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&n)
+            .cloned()
+            .with_context(|| format!("request {n} was never made"))
+    }
+
+    /// Every request made so far.
+    fn all(&self) -> Vec<Submission> {
+        self.made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 /// What the writers of one cycle saw.
@@ -103,7 +150,7 @@ async fn check_restarted(
     cache: &mut TileCache,
     history: &mut CheckpointHistory,
     acked: &[Acked],
-    submissions: &[Submission],
+    requests: &Requests,
     cycle: usize,
     rng: &mut SeededRng,
 ) -> anyhow::Result<u64> {
@@ -158,7 +205,7 @@ async fn check_restarted(
         }
     }
     for (i, entry) in chosen.iter().enumerate() {
-        expect_duplicate(log, &submissions[entry.n], entry.index, i.is_multiple_of(2))
+        expect_duplicate(log, &requests.get(entry.n)?, entry.index, i.is_multiple_of(2))
             .await
             .with_context(|| {
                 format!(
@@ -182,17 +229,7 @@ async fn acknowledged_entries_survive_a_sigkill_loop() -> anyhow::Result<()> {
         env!("CARGO_BIN_EXE_rekor-server-posix"),
         dir.path().join("log"),
     );
-    let submissions: Arc<Vec<Submission>> = Arc::new(
-        tokio::task::spawn_blocking(|| {
-            let key = ClientKey::generate(KeyKind::EcdsaP256)?;
-            (0..POOL)
-                .map(|n| key.hashed_rekord(&artifact("crash loop", n)?))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await??,
-    );
-    let queue = Arc::new(Mutex::new((0..POOL).collect::<VecDeque<usize>>()));
-    println!("{POOL} requests generated in {:?}", started.elapsed());
+    let requests = Arc::new(Requests::new()?);
 
     let mut history = CheckpointHistory::new();
     let mut acked: Vec<Acked> = Vec::new();
@@ -212,7 +249,7 @@ async fn acknowledged_entries_survive_a_sigkill_loop() -> anyhow::Result<()> {
             cache,
             &mut history,
             &acked,
-            &submissions,
+            &requests,
             cycle,
             &mut rng,
         )
@@ -225,7 +262,7 @@ async fn acknowledged_entries_survive_a_sigkill_loop() -> anyhow::Result<()> {
         })?;
         if cycle == CYCLES {
             let report = audit(&log.http, &trust).await.context("final audit")?;
-            final_checks(&report.entries, &acked, &submissions)?;
+            final_checks(&report.entries, &acked, &requests.all())?;
             println!(
                 "{kills} SIGKILLs in {:?}: {} acknowledged, {} unknown, final size {size}, \
                  {} distinct checkpoint sizes checked, {} tile/bundle fetches",
@@ -247,7 +284,7 @@ async fn acknowledged_entries_survive_a_sigkill_loop() -> anyhow::Result<()> {
         }
 
         let delay = Duration::from_millis(rng.range(KILL_DELAY_MS.0, KILL_DELAY_MS.1));
-        let outcome = run_cycle(&mut log, &trust, &submissions, &queue, cycle, delay).await?;
+        let outcome = run_cycle(&mut log, &trust, &requests, cycle, delay).await?;
         kills += 1;
         ensure!(
             outcome.errors.is_empty(),
@@ -279,8 +316,7 @@ async fn acknowledged_entries_survive_a_sigkill_loop() -> anyhow::Result<()> {
 async fn run_cycle(
     log: &mut TestLog,
     trust: &TrustedLog,
-    submissions: &Arc<Vec<Submission>>,
-    queue: &Arc<Mutex<VecDeque<usize>>>,
+    requests: &Arc<Requests>,
     cycle: usize,
     delay: Duration,
 ) -> anyhow::Result<CycleOutcome> {
@@ -289,9 +325,8 @@ async fn run_cycle(
     let mut tasks = tokio::task::JoinSet::new();
     for writer in 0..WRITERS {
         let (http, grpc) = (log.http.clone(), log.grpc.clone());
-        let (queue, submissions, killed, outcome, trust) = (
-            Arc::clone(queue),
-            Arc::clone(submissions),
+        let (requests, killed, outcome, trust) = (
+            Arc::clone(requests),
             Arc::clone(&killed),
             Arc::clone(&outcome),
             trust.clone(),
@@ -299,14 +334,18 @@ async fn run_cycle(
         let over_http = writer.is_multiple_of(2);
         tasks.spawn(async move {
             loop {
-                let Some(n) = queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop_front()
-                else {
+                if killed.load(Ordering::SeqCst) {
                     return;
+                }
+                let (n, submission) = match requests.take() {
+                    Ok(made) => made,
+                    Err(e) => {
+                        let mut outcome = outcome.lock().unwrap_or_else(PoisonError::into_inner);
+                        outcome.errors.push(format!("making a request: {e:#}"));
+                        return;
+                    }
                 };
-                let submission = &submissions[n];
+                let submission = &submission;
                 let result = submit(&http, &grpc, over_http, submission).await;
                 // Read after the answer: an error seen while this is false happened before
                 // the SIGKILL was sent.
@@ -344,13 +383,6 @@ async fn run_cycle(
     }
     tokio::time::sleep(delay).await;
     killed.store(true, Ordering::SeqCst);
-    ensure!(
-        !queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty(),
-        "the request pool ran dry in cycle {cycle}: the kill would hit an idle log; raise POOL"
-    );
     // Sending SIGKILL and reaping a killed process takes microseconds: no need to leave the
     // runtime for it.
     log.server.kill().context("SIGKILL")?;
