@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use rekor_storage::{Object, Storage, check_partial_path};
 use rekor_tlog::{
-    BundleBuilder, Hash, TileIndex, TileLevel, TileMap, TileWidth, TreeBuilder, TreeSize,
-    tile_width_at,
+    BundleBuilder, Hash, LeafIndex, TileIndex, TileLevel, TileMap, TileWidth, TreeBuilder,
+    TreeSize, bundle_for_leaf, tile_width_at,
 };
 
 use crate::LogError;
+use crate::tiles::{read_bundle, with_stored_tiles};
 
 /// Identifies a tile position independent of its width, so a wider version replaces a narrower one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,7 +53,20 @@ pub(crate) struct Integrator {
 }
 
 impl Integrator {
-    pub(crate) fn new(tree: TreeBuilder, bundles: BundleBuilder) -> Self {
+    /// Resumes the tree's right edge and partial entry bundle from the objects stored for a tree
+    /// of `size` (written by this log before a stop, or by another frontend sharing the backend).
+    pub(crate) async fn resume(storage: &dyn Storage, size: u64) -> Result<Self, LogError> {
+        let tree_size = TreeSize::new(size);
+        let mut tiles = TileMap::new();
+        let tree = with_stored_tiles(storage, tree_size, &mut tiles, |reader| {
+            TreeBuilder::resume(tree_size, reader)
+        })
+        .await?;
+        let bundles = resume_bundles(storage, tree_size).await?;
+        Ok(Integrator::new(tree, bundles))
+    }
+
+    fn new(tree: TreeBuilder, bundles: BundleBuilder) -> Self {
         Integrator {
             tree,
             bundles,
@@ -145,18 +159,42 @@ impl Integrator {
     }
 }
 
+/// Reads the partial entry bundle at the end of a tree of `size`, if there is one.
+async fn resume_bundles(storage: &dyn Storage, size: TreeSize) -> Result<BundleBuilder, LogError> {
+    // The bundle that holds the last entry, unless it is full: the one the builder continues.
+    let partial = size
+        .get()
+        .checked_sub(1)
+        .and_then(|last| bundle_for_leaf(LeafIndex::new(last), size))
+        .map(|(id, _)| id)
+        .filter(|id| !id.is_full());
+    let Some(id) = partial else {
+        return BundleBuilder::resume(size, None)
+            .map_err(|e| LogError::inconsistent(format!("entry bundle: {e}")));
+    };
+    let bytes = read_bundle(storage, id).await?;
+    BundleBuilder::resume(size, Some(&bytes))
+        .map_err(|e| LogError::inconsistent(format!("entry bundle {}: {e}", id.path())))
+}
+
 #[cfg(test)]
 mod tests {
+    use rekor_tlog::FULL_TILE_WIDTH;
+
     use super::*;
 
     #[test]
     fn a_slot_is_full_once_the_tree_covers_its_last_hash() {
         let full_from = |slot: Slot, size: u64| slot.is_full_at(size) && !slot.is_full_at(size - 1);
-        assert!(full_from(Slot::Entries { index: 0 }, 256));
-        assert!(full_from(Slot::Entries { index: 4 }, 5 * 256));
-        assert!(full_from(Slot::Hash { level: 0, index: 2 }, 3 * 256));
-        assert!(full_from(Slot::Hash { level: 1, index: 0 }, 65_536));
-        assert!(full_from(Slot::Hash { level: 2, index: 1 }, 2 << 24));
+        let full = u64::from(FULL_TILE_WIDTH);
+        assert!(full_from(Slot::Entries { index: 0 }, full));
+        assert!(full_from(Slot::Entries { index: 4 }, 5 * full));
+        assert!(full_from(Slot::Hash { level: 0, index: 2 }, 3 * full));
+        assert!(full_from(Slot::Hash { level: 1, index: 0 }, full * full));
+        assert!(full_from(
+            Slot::Hash { level: 2, index: 1 },
+            2 * full.pow(3)
+        ));
         // Beyond any tree this log can hold.
         assert!(!Slot::Hash { level: 7, index: 0 }.is_full_at(u64::MAX));
         assert!(

@@ -5,9 +5,6 @@ use std::sync::{Arc, Mutex};
 
 use rekor_note::{LogSigner, Origin};
 use rekor_storage::{Coordinator, Storage};
-use rekor_tlog::{
-    BundleBuilder, BundleId, FULL_TILE_WIDTH, TileIndex, TileMap, TileWidth, TreeBuilder, TreeSize,
-};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
@@ -15,7 +12,6 @@ use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
 use crate::pipeline::{Pipeline, Publication};
 use crate::publisher::Publisher;
-use crate::tiles::with_stored_tiles;
 use crate::{Log, LogConfig, LogError, LogStats, PublishedCheckpoint, Shared};
 
 impl Log {
@@ -69,7 +65,7 @@ impl Log {
             None => None,
         };
 
-        let integrator = resume_integrator(storage.as_ref(), state.integrated).await?;
+        let integrator = Integrator::resume(storage.as_ref(), state.integrated).await?;
         let cache = Arc::new(Mutex::new(DedupCache::new(config.dedup_cache_size)));
         let initial = match &stored_checkpoint {
             Some((checkpoint, note)) => PublishedCheckpoint {
@@ -114,7 +110,7 @@ impl Log {
         if let Some((checkpoint, _)) = &stored_checkpoint {
             pipeline.check_prefix(checkpoint).await?;
         }
-        let size = pipeline.integrator.size();
+        let size = pipeline.tree_size();
 
         let published_size = if stored_checkpoint
             .as_ref()
@@ -140,7 +136,7 @@ impl Log {
         };
         if let Some(published_size) = published_size {
             pipeline.record_integrated(published_size).await;
-            pipeline.integrator.checkpoint_published();
+            pipeline.checkpoint_published();
         }
 
         let task = tokio::spawn(pipeline.run(receiver));
@@ -157,41 +153,4 @@ impl Log {
             }),
         })
     }
-}
-
-/// Resumes the tree's right edge and partial entry bundle from the objects stored for a tree of
-/// `size` (written by this log before a stop, or by another frontend sharing the backend).
-pub(crate) async fn resume_integrator(
-    storage: &dyn Storage,
-    size: u64,
-) -> Result<Integrator, LogError> {
-    let tree_size = TreeSize::new(size);
-    let mut tiles = TileMap::new();
-    let tree = with_stored_tiles(storage, tree_size, &mut tiles, |reader| {
-        TreeBuilder::resume(tree_size, reader)
-    })
-    .await?;
-    let bundles = resume_bundles(storage, size).await?;
-    Ok(Integrator::new(tree, bundles))
-}
-
-/// Reads the partial entry bundle at the end of a tree of `size`, if there is one.
-async fn resume_bundles(storage: &dyn Storage, size: u64) -> Result<BundleBuilder, LogError> {
-    let full = u64::from(FULL_TILE_WIDTH);
-    let partial = size % full;
-    if partial == 0 {
-        return BundleBuilder::resume(TreeSize::new(size), None)
-            .map_err(|e| LogError::inconsistent(format!("entry bundle: {e}")));
-    }
-    let width = u16::try_from(partial)
-        .ok()
-        .and_then(TileWidth::new)
-        .ok_or_else(|| LogError::internal("partial bundle width"))?;
-    let id = BundleId {
-        index: TileIndex::new(size / full),
-        width,
-    };
-    let bytes = crate::tiles::read_bundle(storage, id).await?;
-    BundleBuilder::resume(TreeSize::new(size), Some(&bytes))
-        .map_err(|e| LogError::inconsistent(format!("entry bundle {}: {e}", id.path())))
 }

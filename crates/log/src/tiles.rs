@@ -8,27 +8,11 @@ use bytes::Bytes;
 
 use rekor_storage::Storage;
 use rekor_tlog::{
-    BundleId, FULL_TILE_WIDTH, HASH_SIZE, Hash, Tile, TileId, TileIndex, TileLevel, TileMap,
-    TileReadError, TileReader, TileWidth, TreeSize, decode_bundle_exact, encode_bundle,
+    BundleId, HASH_SIZE, Hash, Tile, TileId, TileIndex, TileLevel, TileMap, TileReadError,
+    TileReader, TileWidth, TreeSize, decode_bundle_exact, encode_bundle, tile_width_at,
 };
 
 use crate::LogError;
-
-/// The object that holds hash tile (`level`, `index`) in a tree of `size`: full, or the partial
-/// tile of the width that size implies. `None` if the tree has no hash in that tile yet.
-pub(crate) fn stored_tile_id(level: TileLevel, index: TileIndex, size: TreeSize) -> Option<TileId> {
-    let shift = u32::from(level.get()).checked_mul(8)?;
-    let count = size.get().checked_shr(shift)?;
-    let full = u64::from(FULL_TILE_WIDTH);
-    let start = index.get().checked_mul(full)?;
-    let in_tile = count.checked_sub(start).filter(|n| *n > 0)?.min(full);
-    let width = TileWidth::new(u16::try_from(in_tile).ok()?)?;
-    Some(TileId {
-        level,
-        index,
-        width,
-    })
-}
 
 /// A reader over a [`TileMap`] that notes every tile the map lacks.
 struct Recording<'a> {
@@ -74,7 +58,9 @@ pub(crate) async fn with_stored_tiles<T, E: std::fmt::Display>(
             Err(_) => {}
         }
         for (level, index) in missing {
-            let Some(id) = stored_tile_id(level, index, size) else {
+            // The full tile, or the partial one of the width this tree size implies.
+            let Some(id) = tile_width_at(level, index, size).map(|w| TileId::new(level, index, w))
+            else {
                 return Err(LogError::internal(format!(
                     "tile {}/{} is beyond tree size {}",
                     level.get(),
@@ -96,7 +82,7 @@ pub(crate) async fn read_tile(storage: &dyn Storage, id: TileId) -> Result<Tile,
         Err(rekor_storage::Error::NotFound { .. }) if !id.is_full() => {
             let full = TileId::new(id.level, id.index, TileWidth::FULL);
             let bytes = storage.read(&full.path()).await?;
-            let len = usize::from(id.width.get()) * HASH_SIZE;
+            let len = id.width.to_usize() * HASH_SIZE;
             bytes.slice(..len.min(bytes.len()))
         }
         read => read?,
@@ -128,6 +114,7 @@ pub(crate) async fn read_bundle(storage: &dyn Storage, id: BundleId) -> Result<B
 mod tests {
     use rekor_storage::Object;
     use rekor_storage::memory::MemoryStorage;
+    use rekor_tlog::FULL_TILE_WIDTH;
 
     use super::*;
 
@@ -138,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_partial_tile_is_cut_from_the_full_tile() {
         let storage = MemoryStorage::default();
-        let hashes: Vec<u8> = (0..256u32)
+        let hashes: Vec<u8> = (0..u32::from(FULL_TILE_WIDTH))
             .flat_map(|n| [u8::try_from(n % 251).unwrap(); 32])
             .collect();
         storage
@@ -167,7 +154,7 @@ mod tests {
     #[tokio::test]
     async fn a_deleted_partial_bundle_is_cut_from_the_full_bundle() {
         let storage = MemoryStorage::default();
-        let entries: Vec<Vec<u8>> = (0..256u32)
+        let entries: Vec<Vec<u8>> = (0..u32::from(FULL_TILE_WIDTH))
             .map(|n| format!("entry {n}").into_bytes())
             .collect();
         let full = encode_bundle(entries.iter().map(Vec::as_slice)).unwrap();

@@ -957,7 +957,7 @@ fn objects_belong_to_the_trees_from_their_last_leaf_on() {
         ("tile/0/000.p/7", 7),
         ("tile/entries/001", 512),
         ("tile/1/000.p/2", 512),
-        ("tile/0/x001/002.p/3", (1002 * 256) + 3),
+        ("tile/0/x001/002.p/3", 1002 * u64::from(FULL_TILE_WIDTH) + 3),
     ] {
         assert!(written_beyond(path, end - 1), "{path} at {}", end - 1);
         assert!(!written_beyond(path, end), "{path} at {end}");

@@ -13,7 +13,7 @@ use rekor_note::{KeyName, LogSigner};
 use rekor_storage::fault::{FaultyCoordinator, FaultyStorage, Operation};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::{Coordinator, SequenceLeaf, Storage};
-use rekor_tlog::{Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
+use rekor_tlog::{FULL_TILE_WIDTH, Hash, LeafIndex, TreeSize, leaf_hash, verify_inclusion};
 
 mod support;
 use support::{ORIGIN, origin, signer};
@@ -70,7 +70,7 @@ async fn concurrent_adds_get_verified_proofs_under_signed_checkpoints() {
     // The stored bundles hold exactly the entries at their indices.
     let bundle = storage.read("tile/entries/000").await.unwrap();
     let entries = rekor_tlog::decode_bundle(&bundle).unwrap();
-    assert_eq!(entries.len(), 256);
+    assert_eq!(entries.len(), usize::from(FULL_TILE_WIDTH));
     let bundle = storage.read("tile/entries/001.p/44").await.unwrap();
     assert_eq!(rekor_tlog::decode_bundle(&bundle).unwrap().len(), 44);
     log.shutdown().await;
@@ -483,7 +483,7 @@ async fn superseded_partials_are_deleted_once_the_log_has_integrated_past_them()
         gone("tile/0/000.p/255".to_owned())
     })
     .await;
-    for width in 1..256 {
+    for width in 1..FULL_TILE_WIDTH {
         assert!(
             gone(format!("tile/0/000.p/{width}")).await,
             "tile/0/000.p/{width}"
