@@ -205,14 +205,19 @@ async fn check_restarted(
         }
     }
     for (i, entry) in chosen.iter().enumerate() {
-        expect_duplicate(log, &requests.get(entry.n)?, entry.index, i.is_multiple_of(2))
-            .await
-            .with_context(|| {
-                format!(
-                    "resubmitting write {} (index {}, cycle {})",
-                    entry.n, entry.index, entry.cycle
-                )
-            })?;
+        expect_duplicate(
+            log,
+            &requests.get(entry.n)?,
+            entry.index,
+            i.is_multiple_of(2),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "resubmitting write {} (index {}, cycle {})",
+                entry.n, entry.index, entry.cycle
+            )
+        })?;
     }
     Ok(checkpoint.size)
 }

@@ -55,10 +55,12 @@
 
 #[cfg(feature = "entries")]
 pub mod entries_input;
+mod entry_json;
 mod error;
 mod json;
 pub mod wkt;
 
+pub use entry_json::transparency_log_entry_to_json;
 pub use error::ApiError;
 pub use json::{
     JsonLimits, MAX_JSON_DEPTH, MAX_MESSAGE_BYTES, create_entry_request_from_json,

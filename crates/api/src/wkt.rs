@@ -44,6 +44,16 @@ impl Timestamp {
     }
 }
 
+impl From<DateTime<Utc>> for Timestamp {
+    fn from(time: DateTime<Utc>) -> Self {
+        Self {
+            seconds: time.timestamp(),
+            // Below one second, so it always fits.
+            nanos: i32::try_from(time.timestamp_subsec_nanos()).unwrap_or(MAX_NANOS),
+        }
+    }
+}
+
 impl From<pbjson_types::Timestamp> for Timestamp {
     fn from(t: pbjson_types::Timestamp) -> Self {
         Self {
