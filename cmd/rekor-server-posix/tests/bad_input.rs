@@ -6,7 +6,7 @@ use anyhow::{Context as _, ensure};
 use prost::Message as _;
 use rekor_api::rekor::v2::create_entry_request::Spec;
 use rekor_api::rekor::v2::{CreateEntryRequest, EntryBundleRequest, TileRequest};
-use rekor_testkit::fixtures::artifact;
+use rekor_testkit::fixtures::{artifact, with_unknown_field};
 use rekor_testkit::{
     ClientKey, KeyKind, LogEntry, ServerConfig, Submission, TestLog, audit, verify_entry,
 };
@@ -154,24 +154,6 @@ fn proto_without(request: &CreateEntryRequest, part: &str) -> CreateEntryRequest
     request
 }
 
-/// `message` followed by an unknown length-delimited field 15 of `len` bytes, which proto3
-/// decoders skip: the message stays valid, only longer.
-fn padded(mut message: Vec<u8>, len: usize) -> Vec<u8> {
-    message.push((15 << 3) | 2);
-    let mut rest = len;
-    loop {
-        let byte = u8::try_from(rest & 0x7f).unwrap_or(0);
-        rest >>= 7;
-        if rest == 0 {
-            message.push(byte);
-            break;
-        }
-        message.push(byte | 0x80);
-    }
-    message.extend(std::iter::repeat_n(b'z', len));
-    message
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_exact_errors_and_change_nothing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -202,7 +184,10 @@ async fn bad_requests_get_exact_errors_and_change_nothing() -> anyhow::Result<()
     let seed_b_raw = p256.hashed_rekord(&artifact("seed", 2)?)?;
     let answer = b
         .grpc
-        .create_entry_raw(padded(seed_b_raw.request_proto()?.encode_to_vec(), 100))
+        .create_entry_raw(with_unknown_field(
+            seed_b_raw.request_proto()?.encode_to_vec(),
+            100,
+        ))
         .await
         .context("control: a valid raw gRPC request with an unknown field")?;
     let entry = rekor_api::rekor::v1::TransparencyLogEntry::decode(answer.as_slice())?;
@@ -601,7 +586,7 @@ async fn bad_requests_get_exact_errors_and_change_nothing() -> anyhow::Result<()
         .grpc_raw(
             &b,
             "message over --max-request-body-size",
-            padded(request.encode_to_vec(), SMALL_BODY_LIMIT + 1),
+            with_unknown_field(request.encode_to_vec(), SMALL_BODY_LIMIT + 1),
             Code::OutOfRange,
         )
         .await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use rekor_testkit::client::{ENTRIES_PATH, parse_raw_response};
-use rekor_testkit::fixtures::artifact;
+use rekor_testkit::fixtures::{artifact, with_unknown_field};
 use rekor_testkit::{
     ClientKey, KeyKind, LogEntry, ServerConfig, Submission, TestLog, audit, verify_entry,
 };
@@ -298,6 +298,87 @@ async fn oversized_headers_are_refused_without_a_crash() -> anyhow::Result<()> {
     log.stop()
         .await
         .context("the server must still exit cleanly")?;
+    Ok(())
+}
+
+/// (c') A `--max-request-body-size` above the 4 MiB default is the one limit on both transports:
+/// a request of exactly the limit is logged (over HTTP padded with JSON whitespace, over gRPC
+/// with an unknown field, so only the size differs), one byte more is refused, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_limit_above_4_mib_is_applied_exactly_on_both_transports() -> anyhow::Result<()> {
+    const LIMIT: usize = 6 * 1024 * 1024;
+    let _serial = SERIAL.lock().await;
+    ensure!(LIMIT > rekor_api::MAX_MESSAGE_BYTES);
+    let (_dir, log) = start(&["--max-request-body-size", &LIMIT.to_string()]).await?;
+    let all = submissions("large body", 4)?;
+
+    let json_of_size = |submission: &Submission, size: usize| -> anyhow::Result<String> {
+        let text = submission.request_json_text();
+        let padding = size.checked_sub(text.len()).context("request too long")?;
+        Ok(format!("{text}{}", " ".repeat(padding)))
+    };
+    let at_limit = json_of_size(&all[0], LIMIT)?;
+    let reply = log.http.post_entry(at_limit).await?.expect_status(201)?;
+    verify_entry(
+        &log.trust,
+        &all[0],
+        &LogEntry::from_protojson(&reply.json()?)?,
+    )
+    .context("HTTP body of exactly the limit")?;
+    let reply = log
+        .http
+        .post_entry(json_of_size(&all[1], LIMIT + 1)?)
+        .await?
+        .expect_api_error(400, tonic::Code::InvalidArgument)?;
+    let message = reply.json()?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        message.contains(&LIMIT.to_string()),
+        "HTTP refusal {message:?} does not name the limit"
+    );
+
+    // Field 15's tag is one byte and a length under 2^28 is a four-byte varint.
+    let proto_of_size = |submission: &Submission, size: usize| -> anyhow::Result<Vec<u8>> {
+        let message = prost::Message::encode_to_vec(&submission.request_proto()?);
+        let padding = size
+            .checked_sub(message.len() + 1 + 4)
+            .context("request too long")?;
+        let padded = with_unknown_field(message, padding);
+        ensure!(padded.len() == size, "padded to {} bytes", padded.len());
+        Ok(padded)
+    };
+    let answer = log
+        .grpc
+        .create_entry_raw(proto_of_size(&all[2], LIMIT)?)
+        .await
+        .context("gRPC message of exactly the limit")?;
+    let entry = <rekor_api::rekor::v1::TransparencyLogEntry as prost::Message>::decode(&*answer)?;
+    verify_entry(&log.trust, &all[2], &LogEntry::from_proto(entry)?)?;
+    // tonic refuses an over-limit message before decoding it, with OUT_OF_RANGE.
+    let refused = log
+        .grpc
+        .create_entry_raw(proto_of_size(&all[3], LIMIT + 1)?)
+        .await;
+    match refused {
+        Err(status) if status.code() == tonic::Code::OutOfRange => {
+            ensure!(
+                status.message().contains(&LIMIT.to_string()),
+                "gRPC refusal {:?} does not name the limit",
+                status.message()
+            );
+        }
+        other => bail!("gRPC message one byte over the limit: {other:?}"),
+    }
+
+    let report = audit(&log.http, &log.trust).await?;
+    ensure!(
+        report.entries.len() == 2,
+        "{} entries logged, expected the two at the limit",
+        report.entries.len()
+    );
+    log.stop().await?;
     Ok(())
 }
 

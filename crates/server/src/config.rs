@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::rate_limit::Cidr;
+
 /// Server flags shared by every backend.
 #[derive(Args, Clone, Debug)]
 pub struct ServerArgs {
@@ -96,9 +98,32 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub persistent_antispam: bool,
 
+    /// Entries per second one client may add (HTTP 429 with `Retry-After` / gRPC
+    /// RESOURCE_EXHAUSTED beyond it); 0 turns per-client limits off. A client is its IP address,
+    /// IPv6 clients by /64, behind `--trusted-proxies` the address they forwarded for. Reads are
+    /// never limited: serve them from a CDN.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit_per_ip: f64,
+    /// Entries one client may add at once before `--rate-limit-per-ip` applies.
+    #[arg(long, default_value_t = 20)]
+    pub rate_limit_burst: u32,
+    /// Clients never rate-limited, comma-separated addresses or CIDR ranges (e.g.
+    /// `10.0.0.0/8,2001:db8::/32`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub rate_limit_allow: Vec<Cidr>,
+    /// Proxies whose `X-Forwarded-For` names the client, comma-separated addresses or CIDR
+    /// ranges. From any other peer the header is ignored: a client cannot choose its own address.
+    #[arg(long, value_delimiter = ',', value_parser = parse_cidr)]
+    pub trusted_proxies: Vec<Cidr>,
+
     /// Client signing algorithms to accept, comma-separated (default: all that Rekor v2 allows).
     #[arg(long, value_delimiter = ',')]
     pub client_signing_algorithms: Option<Vec<String>>,
+}
+
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    text.parse()
+        .map_err(|e: crate::rate_limit::CidrError| e.to_string())
 }
 
 fn default_hostname() -> String {

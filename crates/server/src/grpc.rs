@@ -1,5 +1,7 @@
 //! The gRPC API: `dev.sigstore.rekor.v2.Rekor`. Built by [`service`].
 
+use std::time::Duration;
+
 use rekor_api::google::api::HttpBody;
 use rekor_api::rekor::v1::TransparencyLogEntry;
 use rekor_api::rekor::v2::rekor_server::{Rekor, RekorServer};
@@ -11,10 +13,11 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::service::AppState;
 
-/// The Rekor gRPC service over `state`, with the request size limit applied.
-pub fn service(state: AppState) -> RekorServer<GrpcService> {
+/// The Rekor gRPC service over `state`, with the request size limit applied and every call
+/// cut off after `timeout`.
+pub fn service(state: AppState, timeout: Duration) -> RekorServer<GrpcService> {
     let limit = state.max_request_body_size();
-    RekorServer::new(GrpcService { state })
+    RekorServer::new(GrpcService { state, timeout })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX)
 }
@@ -23,6 +26,7 @@ pub fn service(state: AppState) -> RekorServer<GrpcService> {
 #[derive(Clone, Debug)]
 pub struct GrpcService {
     state: AppState,
+    timeout: Duration,
 }
 
 impl GrpcService {
@@ -37,10 +41,18 @@ impl GrpcService {
             method,
             log_index = tracing::field::Empty
         );
-        let outcome = call.instrument(span).await;
+        let outcome = match tokio::time::timeout(self.timeout, call.instrument(span.clone())).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ApiError::Timeout(self.timeout)),
+        };
         let code = match &outcome {
             Ok(_) => 200,
-            Err(e) => e.status().0.as_u16(),
+            Err(e) => {
+                let _entered = span.enter();
+                self.state.errors().record(e);
+                e.status().0.as_u16()
+            }
         };
         self.state.metrics().record_request("grpc", method, code);
         outcome.map(Response::new).map_err(Status::from)
@@ -61,9 +73,20 @@ impl Rekor for GrpcService {
         &self,
         request: Request<CreateEntryRequest>,
     ) -> Result<Response<TransparencyLogEntry>, Status> {
+        // Only a limited log needs the headers (for X-Forwarded-For); copying them costs.
+        let admitted = if self.state.limits_writes() {
+            let peer = request.remote_addr().map(|address| address.ip());
+            self.state
+                .admit_write(peer, &request.metadata().clone().into_headers())
+        } else {
+            Ok(())
+        };
         let request = request.into_inner();
-        self.observed("CreateEntry", self.state.create_entry(request))
-            .await
+        self.observed("CreateEntry", async {
+            admitted?;
+            self.state.create_entry(request).await
+        })
+        .await
     }
 
     async fn get_tile(&self, request: Request<TileRequest>) -> Result<Response<HttpBody>, Status> {
@@ -122,7 +145,7 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
     ) -> http::Response<Self::ResponseBody> {
         self.metrics.panics_recovered.inc();
         tracing::error!("gRPC handler panicked");
-        Status::internal("internal error").into_http()
+        crate::error::grpc_panic_response()
     }
 }
 

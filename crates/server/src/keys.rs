@@ -6,6 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use rekor_api::common::v1::{HashAlgorithm, LogId, PublicKey, PublicKeyDetails, TimeRange};
+use rekor_api::trustroot::v1::{Service, TransparencyLogInstance};
 use rekor_note::{KeyName, LogKeyAlgorithm, LogSigner};
 
 /// The file a generated key is kept in, inside the storage directory's private state.
@@ -26,7 +29,7 @@ pub enum KeyError {
     },
     /// The key file is readable by other users.
     #[error(
-        "signing key file {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
+        "signing key file {path} is readable by others or writable by group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
     Permissions {
         /// The file.
@@ -66,7 +69,10 @@ fn check_private(path: &Path) -> Result<(), KeyError> {
             source,
         })?;
         let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        // Group *read* is allowed: Kubernetes makes a secret volume group-readable whenever the
+        // pod sets `fsGroup` (it adds the group bits itself), so 0440 is what a mounted key has.
+        // Anything readable by others, or writable by anyone but the owner, is refused.
+        if mode & 0o037 != 0 {
             return Err(KeyError::Permissions {
                 path: path.to_path_buf(),
                 mode,
@@ -193,30 +199,46 @@ impl LogIdentity {
         &self.base_url
     }
 
-    /// The ready-to-paste TrustedRoot `tlogs[]` entry.
-    pub fn trusted_root_tlog(&self, valid_from: SystemTime) -> serde_json::Value {
-        let log_id = STANDARD.encode(self.log_id);
-        serde_json::json!({
-            "baseUrl": self.base_url(),
-            "hashAlgorithm": "SHA2_256",
-            "publicKey": {
-                "rawBytes": STANDARD.encode(&self.public_key_der),
-                "keyDetails": self.key_details(),
-                "validFor": { "start": rfc3339(valid_from) },
-            },
-            "logId": { "keyId": log_id },
-            "checkpointKeyId": { "keyId": log_id },
-        })
+    /// The TrustedRoot `tlogs[]` entry clients verify this log with, valid from `valid_from`.
+    pub fn transparency_log_instance(&self, valid_from: SystemTime) -> TransparencyLogInstance {
+        let log_id = LogId {
+            key_id: self.log_id.to_vec(),
+        };
+        TransparencyLogInstance {
+            base_url: self.base_url.clone(),
+            hash_algorithm: HashAlgorithm::Sha2256.into(),
+            public_key: Some(PublicKey {
+                raw_bytes: Some(self.public_key_der.clone()),
+                // The note crate names the key type; the enum is the protobuf form of that name.
+                key_details: PublicKeyDetails::from_str_name(self.key_details())
+                    .unwrap_or_default()
+                    .into(),
+                valid_for: Some(time_range_from(valid_from)),
+            }),
+            log_id: Some(log_id.clone()),
+            checkpoint_key_id: Some(log_id),
+            operator: String::new(),
+        }
     }
 
-    /// The ready-to-paste SigningConfig `rekorTlogUrls[]` entry.
+    /// The SigningConfig `rekorTlogUrls[]` entry clients submit to, valid from `valid_from`.
+    pub fn signing_config_service(&self, valid_from: SystemTime) -> Service {
+        Service {
+            url: self.base_url.clone(),
+            major_api_version: 2,
+            valid_for: Some(time_range_from(valid_from)),
+            operator: self.origin.clone(),
+        }
+    }
+
+    /// The ready-to-paste TrustedRoot `tlogs[]` entry, as protojson.
+    pub fn trusted_root_tlog(&self, valid_from: SystemTime) -> serde_json::Value {
+        json_value(&self.transparency_log_instance(valid_from))
+    }
+
+    /// The ready-to-paste SigningConfig `rekorTlogUrls[]` entry, as protojson.
     pub fn signing_config_entry(&self, valid_from: SystemTime) -> serde_json::Value {
-        serde_json::json!({
-            "url": self.base_url(),
-            "majorApiVersion": 2,
-            "validFor": { "start": rfc3339(valid_from) },
-            "operator": self.origin,
-        })
+        json_value(&self.signing_config_service(valid_from))
     }
 
     /// A human-readable summary, printed at start and by the `info` subcommand.
@@ -248,35 +270,21 @@ impl LogIdentity {
     }
 }
 
-/// Formats a time as RFC 3339 UTC with whole seconds (`2026-01-02T03:04:05Z`).
-pub fn rfc3339(time: SystemTime) -> String {
-    let seconds = time
+/// A validity window open from `start` (whole seconds: clients compare against signed times).
+fn time_range_from(start: SystemTime) -> TimeRange {
+    let seconds = start
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = seconds / 86_400;
-    let rest = seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        (rest % 3600) / 60,
-        rest % 60
-    )
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let start = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap_or_default();
+    TimeRange {
+        start: Some(start.into()),
+        end: None,
+    }
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+/// The protojson form of a trust message; these messages always encode.
+fn json_value<T: serde::Serialize>(message: &T) -> serde_json::Value {
+    serde_json::to_value(message).unwrap_or_else(|e| serde_json::Value::String(format!("<{e}>")))
 }
 
 #[cfg(test)]
@@ -285,16 +293,32 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn rfc3339_matches_known_instants() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    fn trust_entries_are_protojson_with_rfc3339_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = load_or_generate(dir.path(), "log.example").unwrap();
+        let identity = LogIdentity::of(&signer, "log.example", 3000);
+        for (seconds, text) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_795_311_045, "2026-11-22T01:30:45Z"),
+        ] {
+            let at = UNIX_EPOCH + Duration::from_secs(seconds) + Duration::from_millis(700);
+            let tlog = identity.trusted_root_tlog(at);
+            assert_eq!(tlog["publicKey"]["validFor"]["start"], text);
+            assert_eq!(identity.signing_config_entry(at)["validFor"]["start"], text);
+        }
+        let tlog = identity.trusted_root_tlog(UNIX_EPOCH);
+        assert_eq!(tlog["baseUrl"], "http://log.example:3000");
+        assert_eq!(tlog["hashAlgorithm"], "SHA2_256");
+        assert_eq!(tlog["publicKey"]["keyDetails"], "PKIX_ED25519");
+        assert_eq!(tlog["logId"], tlog["checkpointKeyId"]);
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
+            tlog["logId"]["keyId"],
+            STANDARD.encode(signer.log_id()).as_str()
         );
-        assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_311_045)),
-            "2026-11-22T01:30:45Z"
-        );
+        let service = identity.signing_config_entry(UNIX_EPOCH);
+        assert_eq!(service["majorApiVersion"], 2);
+        assert_eq!(service["operator"], "log.example");
     }
 
     #[test]
@@ -312,6 +336,22 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_readable_keys_load_as_kubernetes_mounts_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        load_or_generate(dir.path(), "log.example").unwrap();
+        let path = dir.path().join(GENERATED_KEY_FILE);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o440)).unwrap();
+        load_signer(&path, None, "log.example").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o460)).unwrap();
+        assert!(matches!(
+            load_signer(&path, None, "log.example"),
+            Err(KeyError::Permissions { mode: 0o460, .. })
+        ));
     }
 
     #[cfg(unix)]

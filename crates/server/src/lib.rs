@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod rate_limit;
 mod run;
 mod serve;
 mod service;

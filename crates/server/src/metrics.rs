@@ -37,6 +37,8 @@ pub struct Metrics {
     pub inclusion_proof_failures: Counter,
     /// Panics caught in request handlers.
     pub panics_recovered: Counter,
+    /// Writes refused by the per-client rate limit.
+    pub rate_limited: Counter,
     /// The latest published tree size.
     pub tree_size: Gauge,
     /// Checkpoints published since start.
@@ -93,6 +95,12 @@ impl Metrics {
             "panics recovered in request handlers (HTTP and gRPC)",
             panics_recovered.clone(),
         );
+        let rate_limited = Counter::default();
+        registry.register(
+            "rate_limited_requests",
+            "writes refused by --rate-limit-per-ip (HTTP 429 / gRPC RESOURCE_EXHAUSTED)",
+            rate_limited.clone(),
+        );
         let tree_size = Gauge::default();
         registry.register(
             "tree_size",
@@ -127,6 +135,7 @@ impl Metrics {
             write_latency,
             inclusion_proof_failures,
             panics_recovered,
+            rate_limited,
             tree_size,
             outstanding,
         }

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 use crate::config::ServerArgs;
 use crate::keys::{self, LogIdentity};
 use crate::metrics::Metrics;
+use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::service::AppState;
 
 /// A storage backend, as a thin main builds it.
@@ -354,7 +355,8 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         metrics.clone(),
         args.max_request_body_size,
     )
-    .with_tile_cache(args.tile_cache_size);
+    .with_tile_cache(args.tile_cache_size)
+    .with_rate_limiter(rate_limiter(&args)?);
 
     let (http_listener, http_address) =
         bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;
@@ -423,14 +425,15 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
                 flag: "gRPC reflection",
                 reason: e.to_string(),
             })?;
+        // No transport timeout: the Rekor service cuts its own calls off with
+        // `ApiError::Timeout`, so the answer is built where every other failure's is.
         let router = tonic::transport::Server::builder()
-            .timeout(args.server_timeout)
             .layer(tower_http::catch_panic::CatchPanicLayer::custom(
                 crate::grpc::PanicResponder::new(metrics.clone()),
             ))
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(crate::grpc::service(state.clone()));
+            .add_service(crate::grpc::service(state.clone(), args.server_timeout));
         let shutdown = stop.clone().cancelled_owned();
         match grpc_tls {
             None => {
@@ -491,6 +494,21 @@ async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// The per-client write limits from `--rate-limit-*` and `--trusted-proxies`.
+fn rate_limiter(args: &ServerArgs) -> Result<RateLimiter, RunError> {
+    RateLimiter::new(RateLimitConfig {
+        per_second: args.rate_limit_per_ip,
+        burst: args.rate_limit_burst,
+        allow: args.rate_limit_allow.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        ..RateLimitConfig::default()
+    })
+    .map_err(|e| RunError::Flag {
+        flag: "--rate-limit-per-ip",
+        reason: e.to_string(),
+    })
 }
 
 /// How often the gRPC health service looks at the log's health.

@@ -26,20 +26,24 @@ pub(crate) enum Connections {
 }
 
 enum Accepted {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tcp(TcpStream, SocketAddr),
+    Tls(Box<TlsStream<TcpStream>>, SocketAddr),
 }
+
+/// The address a request's connection came from, in the request's extensions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer(pub(crate) SocketAddr);
 
 impl Connections {
     async fn next(&mut self) -> Option<Accepted> {
         match self {
             Connections::Tcp(listener) => loop {
                 match listener.accept().await {
-                    Ok((stream, _)) => {
+                    Ok((stream, peer)) => {
                         if let Err(e) = stream.set_nodelay(true) {
                             debug!(error = %e, "setting TCP_NODELAY failed");
                         }
-                        return Some(Accepted::Tcp(stream));
+                        return Some(Accepted::Tcp(stream, peer));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -51,7 +55,7 @@ impl Connections {
             Connections::Tls(receiver) => receiver
                 .recv()
                 .await
-                .map(|(stream, _)| Accepted::Tls(Box::new(stream))),
+                .map(|(stream, peer)| Accepted::Tls(Box::new(stream), peer)),
         }
     }
 }
@@ -81,8 +85,12 @@ pub(crate) async fn serve(
         };
         let Some(accepted) = accepted else { break };
         match accepted {
-            Accepted::Tcp(stream) => spawn_connection(&builder, &graceful, stream, &router),
-            Accepted::Tls(stream) => spawn_connection(&builder, &graceful, *stream, &router),
+            Accepted::Tcp(stream, peer) => {
+                spawn_connection(&builder, &graceful, stream, peer, &router);
+            }
+            Accepted::Tls(stream, peer) => {
+                spawn_connection(&builder, &graceful, *stream, peer, &router);
+            }
         }
     }
     drop(connections);
@@ -94,11 +102,12 @@ fn spawn_connection<I>(
     builder: &Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     io: I,
+    peer: SocketAddr,
     router: &Router,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router.clone());
+    let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();

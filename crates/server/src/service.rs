@@ -1,9 +1,12 @@
 //! The transport-independent core of every API call; `http` and `grpc` only decode and encode.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::HeaderMap;
+use rekor_api::JsonLimits;
 use rekor_api::common::v1::LogId;
 use rekor_api::rekor::v1::{Checkpoint, InclusionProof, KindVersion, TransparencyLogEntry};
 use rekor_api::rekor::v2::CreateEntryRequest;
@@ -13,8 +16,9 @@ use rekor_log::Log;
 use rekor_storage::{ObjectKind, Storage};
 use rekor_tlog::TilePath;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorLog};
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::tile_cache::TileCache;
 use rekor_api::entries_input;
 
@@ -31,8 +35,12 @@ struct AppInner {
     registry: AlgorithmRegistry,
     log_id: [u8; 32],
     metrics: Metrics,
-    max_request_body_size: usize,
+    /// Limits on a request body: `--max-request-body-size`, the one size limit both transports
+    /// and the JSON decoder apply.
+    request_limits: JsonLimits,
+    errors: ErrorLog,
     tiles: Option<TileCache>,
+    rate_limiter: Option<RateLimiter>,
 }
 
 impl AppState {
@@ -52,8 +60,13 @@ impl AppState {
                 registry,
                 log_id,
                 metrics,
-                max_request_body_size,
+                request_limits: JsonLimits {
+                    max_bytes: max_request_body_size,
+                    ..JsonLimits::default()
+                },
+                errors: ErrorLog::default(),
                 tiles: None,
+                rate_limiter: None,
             }),
         }
     }
@@ -68,6 +81,40 @@ impl AppState {
         self
     }
 
+    /// The same state with per-client write limits (none if `limiter` is off). Call before
+    /// cloning the state into handlers.
+    #[must_use]
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.rate_limiter = limiter.is_enabled().then_some(limiter);
+        }
+        self
+    }
+
+    /// Whether writes are rate-limited per client.
+    pub fn limits_writes(&self) -> bool {
+        self.inner.rate_limiter.is_some()
+    }
+
+    /// Charges one write to the client behind `peer` (the connection's address; `headers` may
+    /// carry `X-Forwarded-For` from a trusted proxy).
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::RateLimited`] once the client is over its rate.
+    pub fn admit_write(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(limiter) = &self.inner.rate_limiter else {
+            return Ok(());
+        };
+        // Without a peer address (not a TCP connection) all such clients share one bucket.
+        let peer = peer.unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+        let client = limiter.client_ip_from_headers(peer, headers);
+        limiter.check(client, Instant::now()).map_err(|retry| {
+            self.inner.metrics.rate_limited.inc();
+            ApiError::RateLimited(retry)
+        })
+    }
+
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -75,7 +122,17 @@ impl AppState {
 
     /// The largest accepted request body.
     pub fn max_request_body_size(&self) -> usize {
-        self.inner.max_request_body_size
+        self.inner.request_limits.max_bytes
+    }
+
+    /// The limits a request body is decoded under.
+    pub fn request_limits(&self) -> JsonLimits {
+        self.inner.request_limits
+    }
+
+    /// Where failed requests are logged.
+    pub fn errors(&self) -> &ErrorLog {
+        &self.inner.errors
     }
 
     /// The log, unless read-only.
@@ -87,8 +144,9 @@ impl AppState {
     ///
     /// # Errors
     ///
-    /// [`ApiError::ReadOnly`] for a frozen log, [`ApiError::InvalidArgument`] naming the broken rule,
-    /// [`ApiError::Duplicate`], [`ApiError::Unavailable`] on pushback or storage trouble.
+    /// [`ApiError::ReadOnly`] for a frozen log, [`ApiError::MissingEntry`] or
+    /// [`ApiError::InvalidEntry`] naming the broken rule, [`ApiError::Duplicate`],
+    /// [`ApiError::Pushback`] or [`ApiError::StorageUnavailable`] when it should be retried.
     pub async fn create_entry(
         &self,
         request: CreateEntryRequest,
@@ -104,13 +162,9 @@ impl AppState {
             Some(Spec::DsseRequestV002(dsse)) => {
                 rekor_entries::validate_dsse(&entries_input::dsse(&dsse), registry)
             }
-            None => {
-                return Err(ApiError::InvalidArgument(
-                    "invalid type, must be either hashedrekord or dsse".into(),
-                ));
-            }
+            None => return Err(ApiError::MissingEntry),
         }
-        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        .map_err(ApiError::InvalidEntry)?;
 
         let kind = validated.kind;
         let body = Bytes::from(validated.canonical);
@@ -160,14 +214,12 @@ impl AppState {
     ///
     /// # Errors
     ///
-    /// [`ApiError::NotFound`] before the first checkpoint; [`ApiError::Unavailable`] on storage trouble.
+    /// [`ApiError::NoCheckpoint`] before the first checkpoint; a storage failure otherwise.
     pub async fn checkpoint(&self) -> Result<Bytes, ApiError> {
         match self.inner.storage.read_checkpoint().await {
             Ok(Some(checkpoint)) => Ok(checkpoint.data),
-            Ok(None) => Err(ApiError::NotFound(
-                "no checkpoint has been published".into(),
-            )),
-            Err(e) => Err(storage_error(e)),
+            Ok(None) => Err(ApiError::NoCheckpoint),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -175,10 +227,10 @@ impl AppState {
     ///
     /// # Errors
     ///
-    /// [`ApiError::NotFound`] for a malformed path or a missing object.
+    /// [`ApiError::NotATilePath`] for a malformed path, [`ApiError::ObjectNotFound`] for a
+    /// missing object.
     pub async fn tile(&self, path: &str) -> Result<(Bytes, ObjectKind), ApiError> {
-        let parsed = TilePath::parse(path)
-            .map_err(|e| ApiError::NotFound(format!("not a tile path: {e}")))?;
+        let parsed = TilePath::parse(path).map_err(ApiError::NotATilePath)?;
         let canonical = parsed.path();
         let cache = self
             .inner
@@ -195,19 +247,8 @@ impl AppState {
                 }
                 Ok((data, ObjectKind::Tile))
             }
-            Err(e) => Err(storage_error(e)),
+            Err(e) => Err(e.into()),
         }
-    }
-}
-
-fn storage_error(error: rekor_storage::Error) -> ApiError {
-    match error {
-        rekor_storage::Error::NotFound { path } => ApiError::NotFound(format!("{path} not found")),
-        rekor_storage::Error::InvalidPath { path, reason } => {
-            ApiError::NotFound(format!("{path}: {reason}"))
-        }
-        e if e.is_transient() => ApiError::Unavailable(format!("storage unavailable: {e}")),
-        e => ApiError::Internal(format!("storage: {e}")),
     }
 }
 

@@ -258,6 +258,27 @@ impl HttpClient {
         self.post(ENTRIES_PATH, "application/json", body).await
     }
 
+    /// `POST /api/v2/log/entries` with a JSON body and one extra header (e.g. `X-Forwarded-For`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`] on a transport failure.
+    pub async fn post_entry_with_header(
+        &self,
+        body: impl Into<reqwest::Body>,
+        name: &str,
+        value: &str,
+    ) -> Result<Reply> {
+        let url = self.url(ENTRIES_PATH);
+        let request = self
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(name, value)
+            .body(body);
+        self.send(url.clone(), request).await
+    }
+
     /// Submits `submission` as protojson and decodes the 201 answer.
     ///
     /// # Errors

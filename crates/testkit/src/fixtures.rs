@@ -328,6 +328,24 @@ fn pem_body(pem: &str, label: &str) -> Result<Vec<u8>> {
         .map_err(|e| Error::malformed("PEM", e.to_string()))
 }
 
+/// `message` followed by an unknown length-delimited field 15 of `len` bytes, which proto3
+/// decoders skip: the message stays valid, only longer.
+pub fn with_unknown_field(mut message: Vec<u8>, len: usize) -> Vec<u8> {
+    message.push((15 << 3) | 2);
+    let mut rest = len;
+    loop {
+        let byte = u8::try_from(rest & 0x7f).unwrap_or(0);
+        rest >>= 7;
+        if rest == 0 {
+            message.push(byte);
+            break;
+        }
+        message.push(byte | 0x80);
+    }
+    message.extend(std::iter::repeat_n(b'z', len));
+    message
+}
+
 /// A unique artifact: a label, an index and 16 random bytes.
 ///
 /// # Errors

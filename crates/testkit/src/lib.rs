@@ -94,6 +94,16 @@ impl TestLog {
         })
     }
 
+    /// The server's Prometheus metrics, as text.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Http`] or [`Error::Status`] if `/metrics` does not answer 200.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let metrics = HttpClient::new(self.server.listeners().metrics)?;
+        Ok(metrics.get("/metrics").await?.expect_status(200)?.text())
+    }
+
     /// Resubmits `submission` over HTTP and checks it is refused as a duplicate of `index`
     /// (409, the JSON error body, and `x-log-index: <index>`).
     ///
