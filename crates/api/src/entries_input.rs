@@ -1,6 +1,6 @@
 //! Generated request types → the plain inputs of `rekor-entries` (feature `entries`): the one
 //! mapping from prost fields to the validator's inputs, shared by the server, the client and the
-//! fuzz targets (STYLE rule 13: handlers never read prost request fields).
+//! fuzz targets (handlers never read prost request fields themselves).
 
 use rekor_entries::input::{
     DsseRequest, Envelope, EnvelopeSignature, HashedRekordRequest, SignatureInput, VerifierInput,

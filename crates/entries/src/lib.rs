@@ -63,9 +63,10 @@ pub use key::{KeyType, VerificationKey};
 /// The `apiVersion` of every entry this crate builds.
 pub const ENTRY_API_VERSION: &str = "0.0.2";
 
-/// The longest canonical entry: an entry bundle stores each entry behind a big-endian
-/// `uint16` length (C2SP tlog-tiles).
-pub const MAX_ENTRY_LEN: usize = 65_535;
+/// The longest canonical entry: what one entry bundle slot holds. The rule (a big-endian `uint16`
+/// length, C2SP tlog-tiles) is stated once, in `rekor-tlog`; entries are refused here, before they
+/// are logged, against that same number.
+pub const MAX_ENTRY_LEN: usize = rekor_tlog::MAX_ENTRY_SIZE;
 
 /// The longest signature accepted. The longest valid one is an RSA-4096 signature (512 bytes).
 pub const MAX_SIGNATURE_LEN: usize = 1024;

@@ -1,4 +1,4 @@
-//! Reading hash tiles from storage for the pure proof and tree code (STYLE rule 2): run the
+//! Reading hash tiles from storage for the pure proof and tree code: run the
 //! computation against what is in memory, note the tiles it lacked, fetch them, run it again.
 
 use std::borrow::Cow;

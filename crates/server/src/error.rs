@@ -1,4 +1,4 @@
-//! The one place where failures become HTTP statuses and gRPC codes (STYLE rule 15): every
+//! The one place where failures become HTTP statuses and gRPC codes: every
 //! refusal the server sends, including timeouts, health and panics, is built here.
 //!
 //! | variants                                                  | HTTP | gRPC             |

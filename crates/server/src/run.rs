@@ -1,4 +1,4 @@
-//! Starting and stopping a server: written once for every backend (STYLE rule 5).
+//! Starting and stopping a server: written once for every backend.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

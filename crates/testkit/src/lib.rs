@@ -1,4 +1,4 @@
-//! End-to-end test kit for the Rekor v2 servers (STYLE rule 22, tier c): start a real server
+//! End-to-end test kit for the Rekor v2 servers: start a real server
 //! binary on loopback, talk to it over HTTP and gRPC, and verify everything it answers.
 //!
 //! - [`process`]: [`ServerProcess`] runs `rekor-server-posix` on a storage directory with
