@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{AwsError, MYSQL_BACKEND};
-use crate::{Error, Result};
+use crate::Result;
 
 /// Longest DSN accepted.
 const MAX_DSN_LEN: usize = 4096;
@@ -62,11 +62,10 @@ impl std::fmt::Debug for MysqlConfig {
     }
 }
 
-fn dsn_error(reason: impl Into<String>) -> Error {
+fn dsn_error(reason: impl Into<String>) -> AwsError {
     AwsError::Dsn {
         reason: reason.into(),
     }
-    .other(MYSQL_BACKEND)
 }
 
 impl MysqlConfig {
@@ -82,8 +81,12 @@ impl MysqlConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Other`] whose source names what is wrong (the password is never quoted).
+    /// [`crate::Error::Other`] whose source names what is wrong (the password is never quoted).
     pub fn from_dsn(dsn: &str) -> Result<MysqlConfig> {
+        Ok(MysqlConfig::parse(dsn)?)
+    }
+
+    fn parse(dsn: &str) -> Result<MysqlConfig, AwsError> {
         if dsn.len() > MAX_DSN_LEN {
             return Err(dsn_error(format!("longer than {MAX_DSN_LEN} bytes")));
         }
@@ -117,11 +120,9 @@ impl MysqlConfig {
     pub(super) fn opts(&self) -> Result<mysql_async::Opts> {
         let constraints = mysql_async::PoolConstraints::new(0, self.pool_max)
             .filter(|_| self.pool_max > 0)
-            .ok_or_else(|| {
-                AwsError::Config {
-                    what: "MySQL pool_max must be at least 1".to_owned(),
-                }
-                .other(MYSQL_BACKEND)
+            .ok_or_else(|| AwsError::Config {
+                backend: MYSQL_BACKEND,
+                what: "MySQL pool_max must be at least 1".to_owned(),
             })?;
         let ssl = match self.tls {
             MysqlTls::Disabled => None,
@@ -147,7 +148,7 @@ impl MysqlConfig {
     }
 }
 
-fn apply_params(config: &mut MysqlConfig, params: &str) -> Result<()> {
+fn apply_params(config: &mut MysqlConfig, params: &str) -> Result<(), AwsError> {
     for pair in params.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair
             .split_once('=')
@@ -169,7 +170,7 @@ fn apply_params(config: &mut MysqlConfig, params: &str) -> Result<()> {
     Ok(())
 }
 
-fn parse_port(port: &str) -> Result<u16> {
+fn parse_port(port: &str) -> Result<u16, AwsError> {
     match port.parse::<u16>() {
         Ok(number) if number != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(number),
         _ => Err(dsn_error(format!("bad port {port:?}"))),
@@ -177,7 +178,7 @@ fn parse_port(port: &str) -> Result<u16> {
 }
 
 /// Splits `host[:port]` or `[v6]:port`.
-fn parse_host_port(address: &str) -> Result<(String, u16)> {
+fn parse_host_port(address: &str) -> Result<(String, u16), AwsError> {
     if address.is_empty() {
         return Ok(("127.0.0.1".to_owned(), DEFAULT_PORT));
     }
@@ -202,7 +203,7 @@ fn parse_host_port(address: &str) -> Result<(String, u16)> {
     Ok((host.to_owned(), port))
 }
 
-fn check_database(database: &str) -> Result<()> {
+fn check_database(database: &str) -> Result<(), AwsError> {
     if database.is_empty() {
         return Err(dsn_error("no database name (…/dbname)"));
     }
@@ -215,7 +216,7 @@ fn check_database(database: &str) -> Result<()> {
 /// `[user[:password]@][net[(address)]]/dbname[?params]`, parsed as go-sql-driver/mysql does: the
 /// database starts after the last `/`, the credentials end at the last `@` before it, and the password
 /// starts after the first `:` of the credentials (so it may contain `:` and `@`).
-fn parse_go(dsn: &str) -> Result<MysqlConfig> {
+fn parse_go(dsn: &str) -> Result<MysqlConfig, AwsError> {
     let slash = dsn.rfind('/').ok_or_else(|| {
         dsn_error("missing /dbname (expected user:password@tcp(host:port)/dbname)")
     })?;
@@ -269,7 +270,7 @@ fn parse_go(dsn: &str) -> Result<MysqlConfig> {
 }
 
 /// `[user[:password]@]host[:port]/dbname[?params]` after `mysql://`, percent-encoded.
-fn parse_url(rest: &str) -> Result<MysqlConfig> {
+fn parse_url(rest: &str) -> Result<MysqlConfig, AwsError> {
     let (authority_path, params) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, database) = authority_path
         .split_once('/')
@@ -303,7 +304,7 @@ fn parse_url(rest: &str) -> Result<MysqlConfig> {
     Ok(config)
 }
 
-fn percent_decode(text: &str) -> Result<String> {
+fn percent_decode(text: &str) -> Result<String, AwsError> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

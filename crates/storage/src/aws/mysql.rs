@@ -8,7 +8,7 @@ use bytes::Bytes;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts};
 
-use super::{AwsError, MYSQL_BACKEND, MysqlConfig, mysql_error, timeout};
+use super::{AwsError, MYSQL_BACKEND, MysqlConfig};
 use crate::packed;
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
 
@@ -75,12 +75,8 @@ impl std::fmt::Debug for MysqlCoordinator {
     }
 }
 
-fn inconsistent(what: impl Into<String>) -> Error {
-    AwsError::Inconsistent { what: what.into() }.other(MYSQL_BACKEND)
-}
-
-fn count(n: usize) -> Result<u64> {
-    u64::try_from(n).map_err(|_| inconsistent("batch length does not fit in u64"))
+fn count(n: usize) -> Result<u64, AwsError> {
+    u64::try_from(n).map_err(|_| AwsError::inconsistent("batch length does not fit in u64"))
 }
 
 /// Packs a batch into one cell (see [`crate::packed`]).
@@ -133,12 +129,12 @@ async fn ensure_published_at(conn: &mut impl Queryable) -> Result<()> {
             tracing::info!("adding published_at to rekor_coordination");
             match conn.query_drop(ADD_PUBLISHED_AT).await {
                 Err(error) if server_code(&error) != Some(ER_DUP_FIELDNAME) => {
-                    Err(mysql_error(error))
+                    Err(AwsError::Mysql(error).into())
                 }
                 _ => Ok(()),
             }
         }
-        Err(error) => Err(mysql_error(error)),
+        Err(error) => Err(AwsError::Mysql(error).into()),
     }
 }
 
@@ -161,9 +157,9 @@ impl MysqlCoordinator {
         };
         coordinator
             .bounded("connect", async {
-                let mut conn = coordinator.pool.get_conn().await.map_err(mysql_error)?;
+                let mut conn = coordinator.pool.get_conn().await.map_err(AwsError::Mysql)?;
                 for statement in SCHEMA {
-                    conn.query_drop(statement).await.map_err(mysql_error)?;
+                    conn.query_drop(statement).await.map_err(AwsError::Mysql)?;
                 }
                 ensure_published_at(&mut conn).await
             })
@@ -178,7 +174,7 @@ impl MysqlCoordinator {
     ///
     /// [`Error::Unavailable`] or [`Error::Other`] when a connection does not close cleanly.
     pub async fn disconnect(self) -> Result<()> {
-        self.pool.disconnect().await.map_err(mysql_error)
+        Ok(self.pool.disconnect().await.map_err(AwsError::Mysql)?)
     }
 
     async fn bounded<T>(
@@ -188,20 +184,28 @@ impl MysqlCoordinator {
     ) -> Result<T> {
         tokio::time::timeout(self.timeout, call)
             .await
-            .unwrap_or_else(|_| Err(timeout(MYSQL_BACKEND, operation, self.timeout)))
+            .unwrap_or_else(|_| {
+                Err(AwsError::Timeout {
+                    backend: MYSQL_BACKEND,
+                    operation,
+                    after: self.timeout,
+                }
+                .into())
+            })
     }
 
     async fn read_state(conn: &mut impl Queryable) -> Result<SequenceState> {
         let row: Option<(u64, u64)> = conn
             .query_first("SELECT integrated, next_index FROM rekor_coordination WHERE id = 0")
             .await
-            .map_err(mysql_error)?;
+            .map_err(AwsError::Mysql)?;
         let (integrated, sequenced) =
-            row.ok_or_else(|| inconsistent("the coordination row is missing"))?;
+            row.ok_or_else(|| AwsError::inconsistent("the coordination row is missing"))?;
         if integrated > sequenced {
-            return Err(inconsistent(format!(
+            return Err(AwsError::inconsistent(format!(
                 "integrated size {integrated} above sequenced size {sequenced}"
-            )));
+            ))
+            .into());
         }
         Ok(SequenceState {
             integrated,
@@ -223,37 +227,37 @@ impl Coordinator for MysqlCoordinator {
                 .pool
                 .start_transaction(TxOpts::default())
                 .await
-                .map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
             // Takes the coordination row's lock until commit and returns the new value.
             tx.exec_drop(
                 "UPDATE rekor_coordination SET next_index = LAST_INSERT_ID(next_index + ?) WHERE id = 0",
                 (n,),
             )
             .await
-            .map_err(mysql_error)?;
+            .map_err(AwsError::Mysql)?;
             if tx.affected_rows() != 1 {
-                return Err(inconsistent("the coordination row is missing"));
+                return Err(AwsError::inconsistent("the coordination row is missing").into());
             }
             let next = tx
                 .last_insert_id()
-                .ok_or_else(|| inconsistent("no next index returned"))?;
+                .ok_or_else(|| AwsError::inconsistent("no next index returned"))?;
             let first = next
                 .checked_sub(n)
-                .ok_or_else(|| inconsistent("next index below the batch size"))?;
+                .ok_or_else(|| AwsError::inconsistent("next index below the batch size"))?;
             tx.exec_drop(
                 "INSERT INTO rekor_sequenced (first_index, leaf_count, leaves) VALUES (?, ?, ?)",
                 (first, n, packed),
             )
             .await
-            .map_err(mysql_error)?;
+            .map_err(AwsError::Mysql)?;
             let mut chunk_first = first;
             for chunk in leaves.chunks(DEDUP_CHUNK) {
                 tx.query_drop(dedup_insert(chunk_first, chunk))
                     .await
-                    .map_err(mysql_error)?;
+                    .map_err(AwsError::Mysql)?;
                 chunk_first = chunk_first.saturating_add(count(chunk.len())?);
             }
-            tx.commit().await.map_err(mysql_error)?;
+            tx.commit().await.map_err(AwsError::Mysql)?;
             Ok(first)
         })
         .await
@@ -264,7 +268,7 @@ impl Coordinator for MysqlCoordinator {
             return Ok(Vec::new());
         }
         self.bounded("lookup", async {
-            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
             let mut found = std::collections::HashMap::with_capacity(dedup_keys.len());
             for chunk in dedup_keys.chunks(DEDUP_CHUNK) {
                 let mut sql = String::from(
@@ -277,12 +281,10 @@ impl Coordinator for MysqlCoordinator {
                     let _ = write!(sql, "X'{}'", hex(key));
                 }
                 sql.push(')');
-                let rows: Vec<(Vec<u8>, u64)> = conn.query(sql).await.map_err(mysql_error)?;
+                let rows: Vec<(Vec<u8>, u64)> = conn.query(sql).await.map_err(AwsError::Mysql)?;
                 for (key, index) in rows {
-                    let key = <[u8; 32]>::try_from(key.as_slice()).map_err(|_| Error::Corrupt {
-                        backend: MYSQL_BACKEND,
-                        what: "dedup key",
-                    })?;
+                    let key = <[u8; 32]>::try_from(key.as_slice())
+                        .map_err(|_| AwsError::CorruptDedupKey)?;
                     found.insert(key, index);
                 }
             }
@@ -293,7 +295,7 @@ impl Coordinator for MysqlCoordinator {
 
     async fn state(&self) -> Result<SequenceState> {
         self.bounded("state", async {
-            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
             Self::read_state(&mut conn).await
         })
         .await
@@ -311,7 +313,7 @@ impl Coordinator for MysqlCoordinator {
                 .pool
                 .start_transaction(options)
                 .await
-                .map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
             let state = Self::read_state(&mut tx).await?;
             let mut range = packed::LeafRange::new(from, to, state, MYSQL_BACKEND)?;
             let rows: Vec<(u64, u64, Vec<u8>)> = tx
@@ -321,8 +323,8 @@ impl Coordinator for MysqlCoordinator {
                     (to, from),
                 )
                 .await
-                .map_err(mysql_error)?;
-            tx.commit().await.map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
+            tx.commit().await.map_err(AwsError::Mysql)?;
             for (first, leaf_count, packed) in rows {
                 range.push_row(first, leaf_count, &packed)?;
             }
@@ -337,15 +339,15 @@ impl Coordinator for MysqlCoordinator {
                 .pool
                 .start_transaction(TxOpts::default())
                 .await
-                .map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
             let row: Option<(u64, u64)> = tx
                 .query_first(
                     "SELECT integrated, next_index FROM rekor_coordination WHERE id = 0 FOR UPDATE",
                 )
                 .await
-                .map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
             let (integrated, sequenced) =
-                row.ok_or_else(|| inconsistent("the coordination row is missing"))?;
+                row.ok_or_else(|| AwsError::inconsistent("the coordination row is missing"))?;
             if integrated != from || to < from || to > sequenced {
                 // Dropping the transaction rolls it back; nothing was changed.
                 return Err(Error::Precondition {
@@ -359,14 +361,14 @@ impl Coordinator for MysqlCoordinator {
                 (to,),
             )
             .await
-            .map_err(mysql_error)?;
+            .map_err(AwsError::Mysql)?;
             tx.exec_drop(
                 "DELETE FROM rekor_sequenced WHERE first_index < ? AND first_index + leaf_count <= ?",
                 (to, to),
             )
             .await
-            .map_err(mysql_error)?;
-            tx.commit().await.map_err(mysql_error)?;
+            .map_err(AwsError::Mysql)?;
+            tx.commit().await.map_err(AwsError::Mysql)?;
             Ok(())
         })
         .await
@@ -380,10 +382,10 @@ impl Coordinator for MysqlCoordinator {
             .unwrap_or(u64::MAX)
             .min(MAX_CLAIM_INTERVAL_MICROS);
         self.bounded("claim_publication", async {
-            let mut conn = self.pool.get_conn().await.map_err(mysql_error)?;
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
             conn.exec_drop(CLAIM_PUBLICATION, (interval, interval))
                 .await
-                .map_err(mysql_error)?;
+                .map_err(AwsError::Mysql)?;
             Ok(interval == 0 || conn.affected_rows() == 1)
         })
         .await

@@ -13,7 +13,7 @@ use object_store::{
     PutOptions, PutPayload, RetryConfig, UpdateVersion,
 };
 
-use super::{AwsError, S3_BACKEND, s3_error, timeout};
+use super::{AwsError, S3_BACKEND};
 use crate::{
     CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
     check_object_path, check_partial_path,
@@ -129,10 +129,7 @@ pub struct S3Storage {
 
 fn object_path(path: &str) -> Result<Path> {
     check_object_path(path)?;
-    Path::parse(path).map_err(|e| Error::Other {
-        backend: S3_BACKEND,
-        source: Box::new(e),
-    })
+    Ok(Path::parse(path).map_err(AwsError::S3Path)?)
 }
 
 fn attributes(path: &str) -> Attributes {
@@ -153,9 +150,10 @@ impl S3Storage {
     pub fn connect(config: S3Config) -> Result<S3Storage> {
         if config.concurrency == 0 {
             return Err(AwsError::Config {
+                backend: S3_BACKEND,
                 what: "S3 write concurrency must be at least 1".to_owned(),
             }
-            .other(S3_BACKEND));
+            .into());
         }
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(&config.bucket)
@@ -195,10 +193,7 @@ impl S3Storage {
         if let Some(token) = &config.session_token {
             builder = builder.with_token(token);
         }
-        let store = builder.build().map_err(|e| Error::Other {
-            backend: S3_BACKEND,
-            source: Box::new(e),
-        })?;
+        let store = builder.build().map_err(AwsError::S3Client)?;
         Ok(S3Storage {
             store: Arc::new(store),
             config: Arc::new(config),
@@ -216,19 +211,24 @@ impl S3Storage {
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let after = self.config.call_timeout();
-        tokio::time::timeout(after, call)
-            .await
-            .unwrap_or_else(|_| Err(timeout(S3_BACKEND, operation, after)))
+        tokio::time::timeout(after, call).await.unwrap_or_else(|_| {
+            Err(AwsError::Timeout {
+                backend: S3_BACKEND,
+                operation,
+                after,
+            }
+            .into())
+        })
     }
 
     async fn get(&self, path: &str, location: &Path) -> Result<(Bytes, Option<String>)> {
-        let result = self
-            .store
-            .get(location)
-            .await
-            .map_err(|e| s3_error(e, path))?;
+        let failed = |source| AwsError::S3 {
+            path: path.to_owned(),
+            source,
+        };
+        let result = self.store.get(location).await.map_err(failed)?;
         let etag = result.meta.e_tag.clone();
-        let data = result.bytes().await.map_err(|e| s3_error(e, path))?;
+        let data = result.bytes().await.map_err(failed)?;
         Ok((data, etag))
     }
 
@@ -248,7 +248,13 @@ impl S3Storage {
             match put {
                 Ok(_) => return Ok(()),
                 Err(object_store::Error::AlreadyExists { .. }) => {}
-                Err(e) => return Err(s3_error(e, &object.path)),
+                Err(source) => {
+                    return Err(AwsError::S3 {
+                        path: object.path,
+                        source,
+                    }
+                    .into());
+                }
             }
             match self.get(&object.path, &location).await {
                 Ok((existing, _)) if existing == object.data => return Ok(()),
@@ -302,7 +308,7 @@ impl Storage for S3Storage {
                 Ok((_, None)) => Err(AwsError::MissingEtag {
                     path: CHECKPOINT_PATH.to_owned(),
                 }
-                .other(S3_BACKEND)),
+                .into()),
                 Err(Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
@@ -343,13 +349,17 @@ impl Storage for S3Storage {
                     AwsError::MissingEtag {
                         path: CHECKPOINT_PATH.to_owned(),
                     }
-                    .other(S3_BACKEND)
+                    .into()
                 }),
                 Err(
                     object_store::Error::AlreadyExists { .. }
                     | object_store::Error::Precondition { .. },
                 ) => Err(precondition()),
-                Err(e) => Err(s3_error(e, CHECKPOINT_PATH)),
+                Err(source) => Err(AwsError::S3 {
+                    path: CHECKPOINT_PATH.to_owned(),
+                    source,
+                }
+                .into()),
             }
         })
         .await
@@ -371,7 +381,7 @@ impl Storage for S3Storage {
                 .map(|(path, location)| async move {
                     match self.store.delete(&location).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                        Err(e) => Err(s3_error(e, &path)),
+                        Err(source) => Err(AwsError::S3 { path, source }.into()),
                     }
                 })
                 .buffer_unordered(concurrency)

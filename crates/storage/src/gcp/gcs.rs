@@ -6,14 +6,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use gcloud_storage::client::{Client, ClientConfig};
-use gcloud_storage::http::Error as HttpError;
 use gcloud_storage::http::objects::Object as GcsObject;
 use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 
-use super::{DEFAULT_TIMEOUT, GCS, other, unavailable};
+use super::{DEFAULT_TIMEOUT, GCS, GcpError};
 use crate::{
     CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
     check_object_path, check_partial_path,
@@ -86,63 +85,6 @@ impl std::fmt::Debug for GcsStorage {
     }
 }
 
-/// Failures from the GCS client, before they are named by meaning.
-#[derive(Debug)]
-enum GcsFailure {
-    /// The object does not exist (404).
-    NotFound,
-    /// A generation precondition failed (412).
-    Precondition,
-    /// Anything else, already converted.
-    Failed(Error),
-}
-
-impl From<HttpError> for GcsFailure {
-    fn from(error: HttpError) -> Self {
-        let status = match &error {
-            HttpError::Response(response) => Some(response.code),
-            HttpError::HttpClient(e) | HttpError::RawResponse(e, _) => {
-                e.status().map(|s| s.as_u16())
-            }
-            _ => None,
-        };
-        match status {
-            Some(404) => GcsFailure::NotFound,
-            Some(412) => GcsFailure::Precondition,
-            Some(408 | 429 | 500..=599) => GcsFailure::Failed(unavailable(GCS, error)),
-            Some(_) => GcsFailure::Failed(other(GCS, error)),
-            // No HTTP status: the connection failed, timed out or broke, or the token source
-            // failed (all transient), or the reply did not decode (not transient).
-            None => match &error {
-                HttpError::HttpClient(e) | HttpError::RawResponse(e, _)
-                    if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() =>
-                {
-                    GcsFailure::Failed(unavailable(GCS, error))
-                }
-                HttpError::TokenSource(_) => GcsFailure::Failed(unavailable(GCS, error)),
-                _ => GcsFailure::Failed(other(GCS, error)),
-            },
-        }
-    }
-}
-
-impl GcsFailure {
-    /// Names the failure for a caller that has no special case for 404 or 412.
-    fn into_error(self, path: &str) -> Error {
-        match self {
-            GcsFailure::NotFound => Error::NotFound {
-                path: path.to_owned(),
-            },
-            GcsFailure::Precondition => Error::Precondition {
-                what: "object generation",
-                expected: "a matching generation".to_owned(),
-                found: "another generation".to_owned(),
-            },
-            GcsFailure::Failed(error) => error,
-        }
-    }
-}
-
 impl GcsStorage {
     /// Builds a client for `config.bucket`. With no endpoint this loads Application Default
     /// Credentials; with one it uses anonymous access. No request is sent.
@@ -160,7 +102,7 @@ impl GcsStorage {
             None => ClientConfig::default()
                 .with_auth()
                 .await
-                .map_err(|e| other(GCS, e))?,
+                .map_err(GcpError::GcsAuth)?,
         };
         Ok(GcsStorage {
             client: Client::new(client_config),
@@ -182,31 +124,37 @@ impl GcsStorage {
         }
     }
 
-    async fn download(&self, request: &GetObjectRequest) -> std::result::Result<Bytes, GcsFailure> {
+    async fn download(&self, request: &GetObjectRequest) -> Result<Bytes, GcpError> {
         let work = async {
             self.client
                 .download_object(request, &Range::default())
                 .await
                 .map(Bytes::from)
-                .map_err(GcsFailure::from)
+                .map_err(|source| GcpError::Gcs {
+                    path: request.object.clone(),
+                    source,
+                })
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(GcsFailure::Failed(self.timed_out("download"))),
+            Err(_) => Err(self.timed_out("download")),
         }
     }
 
-    async fn metadata(&self, path: &str) -> std::result::Result<GcsObject, GcsFailure> {
+    async fn metadata(&self, path: &str) -> Result<GcsObject, GcpError> {
         let request = self.get_request(path);
         let work = async {
             self.client
                 .get_object(&request)
                 .await
-                .map_err(GcsFailure::from)
+                .map_err(|source| GcpError::Gcs {
+                    path: path.to_owned(),
+                    source,
+                })
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(GcsFailure::Failed(self.timed_out("metadata read"))),
+            Err(_) => Err(self.timed_out("metadata read")),
         }
     }
 
@@ -216,7 +164,7 @@ impl GcsStorage {
         path: &str,
         data: Bytes,
         if_generation_match: i64,
-    ) -> std::result::Result<GcsObject, GcsFailure> {
+    ) -> Result<GcsObject, GcpError> {
         let kind = ObjectKind::of_path(path);
         let request = UploadObjectRequest {
             bucket: self.bucket.clone(),
@@ -233,11 +181,14 @@ impl GcsStorage {
             self.client
                 .upload_object(&request, data, &upload_type)
                 .await
-                .map_err(GcsFailure::from)
+                .map_err(|source| GcpError::Gcs {
+                    path: path.to_owned(),
+                    source,
+                })
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(GcsFailure::Failed(self.timed_out("upload"))),
+            Err(_) => Err(self.timed_out("upload")),
         }
     }
 
@@ -249,42 +200,42 @@ impl GcsStorage {
             ..DeleteObjectRequest::default()
         };
         let work = async { self.client.delete_object(&request).await };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => match GcsFailure::from(error) {
-                GcsFailure::NotFound => Ok(()),
-                failure => Err(failure.into_error(&request.object)),
+        let error = match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(source)) => GcpError::Gcs {
+                path: request.object,
+                source,
             },
-            Err(_) => Err(self.timed_out("delete")),
+            Err(_) => self.timed_out("delete"),
+        };
+        if error.is_not_found() {
+            Ok(())
+        } else {
+            Err(error.into())
         }
     }
 
-    fn timed_out(&self, what: &'static str) -> Error {
-        unavailable(
-            GCS,
-            super::Timeout {
-                what,
-                limit: self.timeout,
-            },
-        )
+    fn timed_out(&self, what: &'static str) -> GcpError {
+        GcpError::Timeout {
+            backend: GCS,
+            what,
+            limit: self.timeout,
+        }
     }
 
     /// Writes one immutable object, create-only; an identical existing object is success.
     async fn write_object(&self, object: Object) -> Result<()> {
         match self.upload(&object.path, object.data.clone(), 0).await {
             Ok(_) => Ok(()),
-            Err(GcsFailure::Precondition) => {
-                let existing = self
-                    .download(&self.get_request(&object.path))
-                    .await
-                    .map_err(|e| e.into_error(&object.path))?;
+            Err(error) if error.is_precondition_failed() => {
+                let existing = self.download(&self.get_request(&object.path)).await?;
                 if existing == object.data {
                     Ok(())
                 } else {
                     Err(Error::AlreadyExists { path: object.path })
                 }
             }
-            Err(failure) => Err(failure.into_error(&object.path)),
+            Err(error) => Err(error.into()),
         }
     }
 }
@@ -310,9 +261,7 @@ impl Storage for GcsStorage {
 
     async fn read(&self, path: &str) -> Result<Bytes> {
         check_object_path(path)?;
-        self.download(&self.get_request(path))
-            .await
-            .map_err(|e| e.into_error(path))
+        Ok(self.download(&self.get_request(path)).await?)
     }
 
     /// Two requests: the object's metadata (its generation), then that generation's bytes.
@@ -320,8 +269,8 @@ impl Storage for GcsStorage {
         for _ in 0..CHECKPOINT_READ_ATTEMPTS {
             let generation = match self.metadata(CHECKPOINT_PATH).await {
                 Ok(object) => object.generation,
-                Err(GcsFailure::NotFound) => return Ok(None),
-                Err(failure) => return Err(failure.into_error(CHECKPOINT_PATH)),
+                Err(error) if error.is_not_found() => return Ok(None),
+                Err(error) => return Err(error.into()),
             };
             let request = GetObjectRequest {
                 generation: Some(generation),
@@ -335,14 +284,11 @@ impl Storage for GcsStorage {
                     }));
                 }
                 // Replaced (and the old generation deleted) between the two requests: read again.
-                Err(GcsFailure::NotFound) => continue,
-                Err(failure) => return Err(failure.into_error(CHECKPOINT_PATH)),
+                Err(error) if error.is_not_found() => continue,
+                Err(error) => return Err(error.into()),
             }
         }
-        Err(other(
-            GCS,
-            "the checkpoint kept changing while it was being read",
-        ))
+        Err(GcpError::CheckpointChurn.into())
     }
 
     async fn write_checkpoint(
@@ -360,12 +306,12 @@ impl Storage for GcsStorage {
         };
         match self.upload(CHECKPOINT_PATH, data, generation).await {
             Ok(object) => Ok(version_of(object.generation)),
-            Err(GcsFailure::Precondition) => Err(Error::Precondition {
+            Err(error) if error.is_precondition_failed() => Err(Error::Precondition {
                 what: "checkpoint generation",
                 expected: expected.map_or_else(|| "none".to_owned(), |v| v.0.clone()),
                 found: "another generation".to_owned(),
             }),
-            Err(failure) => Err(failure.into_error(CHECKPOINT_PATH)),
+            Err(error) => Err(error.into()),
         }
     }
 

@@ -50,6 +50,7 @@
 //! `STORAGE_EMULATOR_HOST` and `SPANNER_EMULATOR_HOST` (or [`GcsConfig::endpoint`] and
 //! [`SpannerConfig::emulator_host`]) switch to an emulator with no credentials.
 
+mod error;
 mod gcs;
 mod spanner;
 
@@ -58,7 +59,9 @@ pub use spanner::{MAX_CHUNK_BYTES, SPANNER_EMULATOR_HOST, SpannerConfig, Spanner
 
 use std::time::Duration;
 
-use crate::{BoxError, Error};
+use error::GcpError;
+
+use crate::Error;
 
 const GCS: &str = "gcs";
 const SPANNER: &str = "spanner";
@@ -66,29 +69,7 @@ const SPANNER: &str = "spanner";
 /// The default time limit for one storage request or one coordinator call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn unavailable(backend: &'static str, source: impl Into<BoxError>) -> Error {
-    Error::Unavailable {
-        backend,
-        source: source.into(),
-    }
-}
-
-fn other(backend: &'static str, source: impl Into<BoxError>) -> Error {
-    Error::Other {
-        backend,
-        source: source.into(),
-    }
-}
-
-/// A call that ran past its time limit.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} timed out after {limit:?}")]
-struct Timeout {
-    what: &'static str,
-    limit: Duration,
-}
-
-/// Runs `work` with a time limit; running out is [`Error::Unavailable`].
+/// Runs `work` with a time limit; running out is [`GcpError::Timeout`] for `backend`.
 async fn with_timeout<T>(
     backend: &'static str,
     what: &'static str,
@@ -97,6 +78,11 @@ async fn with_timeout<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
-        Err(_) => Err(unavailable(backend, Timeout { what, limit })),
+        Err(_) => Err(GcpError::Timeout {
+            backend,
+            what,
+            limit,
+        }
+        .into()),
     }
 }

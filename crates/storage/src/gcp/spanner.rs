@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gcloud_gax::conn::Environment;
-use gcloud_gax::grpc::{Code, Status};
+use gcloud_gax::grpc::Code;
 use gcloud_googleapis::spanner::admin::database::v1::{
     GetDatabaseDdlRequest, UpdateDatabaseDdlRequest,
 };
@@ -23,7 +23,8 @@ use gcloud_spanner::statement::Statement;
 use gcloud_spanner::transaction::Transaction;
 use gcloud_spanner::transaction_rw::ReadWriteTransaction;
 
-use super::{DEFAULT_TIMEOUT, SPANNER, other, unavailable, with_timeout};
+use super::error::status_is_transient;
+use super::{DEFAULT_TIMEOUT, GcpError, SPANNER, with_timeout};
 use crate::packed;
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState};
 
@@ -124,58 +125,18 @@ impl std::fmt::Debug for SpannerCoordinator {
     }
 }
 
-/// The database name does not have the `projects/P/instances/I/databases/D` shape.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid Spanner database name {0:?}: want projects/<P>/instances/<I>/databases/<D>")]
-struct InvalidDatabaseName(String);
-
-fn is_transient(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Aborted
-            | Code::ResourceExhausted
-            | Code::Cancelled
-    )
-}
-
-fn status_error(status: Status) -> Error {
-    if is_transient(&status) {
-        unavailable(SPANNER, status)
-    } else {
-        other(SPANNER, status)
-    }
-}
-
-fn spanner_error(error: SpannerError) -> Error {
-    match error {
-        SpannerError::GRPC(status) => status_error(status),
-        // No session could be had in time, or the connection failed: try again later.
-        error @ (SpannerError::InvalidSession(_) | SpannerError::Connection(_)) => {
-            unavailable(SPANNER, error)
-        }
-        error => other(SPANNER, error),
-    }
-}
-
 fn is_aborted(error: &SpannerError) -> bool {
     matches!(error, SpannerError::GRPC(status) if status.code() == Code::Aborted)
 }
 
-fn corrupt(what: &'static str) -> Error {
-    Error::Corrupt {
-        backend: SPANNER,
-        what,
-    }
+fn to_i64(value: u64) -> Result<i64, GcpError> {
+    i64::try_from(value).map_err(|_| GcpError::Corrupt {
+        what: "index beyond INT64",
+    })
 }
 
-fn to_i64(value: u64) -> Result<i64> {
-    i64::try_from(value).map_err(|_| corrupt("index beyond INT64"))
-}
-
-fn to_u64(value: i64, what: &'static str) -> Result<u64> {
-    u64::try_from(value).map_err(|_| corrupt(what))
+fn to_u64(value: i64, what: &'static str) -> Result<u64, GcpError> {
+    u64::try_from(value).map_err(|_| GcpError::Corrupt { what })
 }
 
 /// What a transaction body returns: a storage-level result, or a Spanner error (which aborts the
@@ -193,7 +154,10 @@ async fn read_state(tx: &mut Transaction) -> TxOutput<SequenceState> {
         )
         .await?;
     let Some(row) = row else {
-        return Ok(Err(corrupt("missing coordination row")));
+        return Ok(Err(GcpError::Corrupt {
+            what: "missing coordination row",
+        }
+        .into()));
     };
     decode_state(&row)
 }
@@ -207,7 +171,10 @@ fn decode_state(row: &Row) -> std::result::Result<Result<SequenceState>, Spanner
             integrated: to_u64(integrated, "negative integrated size")?,
         };
         if state.integrated > state.sequenced {
-            return Err(corrupt("integrated size beyond sequenced size"));
+            return Err(GcpError::Corrupt {
+                what: "integrated size beyond sequenced size",
+            }
+            .into());
         }
         Ok(state)
     })())
@@ -279,11 +246,11 @@ impl SpannerCoordinator {
                 None => client_config
                     .with_auth()
                     .await
-                    .map_err(|e| other(SPANNER, e))?,
+                    .map_err(GcpError::SpannerAuth)?,
             };
             let client = Client::new(config.database.clone(), client_config)
                 .await
-                .map_err(spanner_error)?;
+                .map_err(GcpError::Spanner)?;
             let coordinator = SpannerCoordinator {
                 client,
                 database: config.database.clone(),
@@ -333,7 +300,7 @@ impl SpannerCoordinator {
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
-                Err(error) => return Err(spanner_error(error)),
+                Err(error) => return Err(GcpError::Spanner(error).into()),
             }
         }
     }
@@ -357,7 +324,7 @@ fn check_database_name(name: &str) -> Result<()> {
     if valid {
         Ok(())
     } else {
-        Err(other(SPANNER, InvalidDatabaseName(name.to_owned())))
+        Err(GcpError::InvalidDatabaseName(name.to_owned()).into())
     }
 }
 
@@ -377,11 +344,11 @@ async fn ensure_schema(config: &SpannerConfig) -> Result<()> {
         }
         .with_auth()
         .await
-        .map_err(|e| other(SPANNER, e))?,
+        .map_err(GcpError::SpannerAuth)?,
     };
     let admin = AdminClient::new(admin_config)
         .await
-        .map_err(|e| unavailable(SPANNER, e))?;
+        .map_err(GcpError::SpannerAdmin)?;
     let missing = missing_statements(&read_ddl(&admin, &config.database).await?);
     if missing.is_empty() {
         return Ok(());
@@ -404,14 +371,14 @@ async fn ensure_schema(config: &SpannerConfig) -> Result<()> {
     };
     match result {
         Ok(()) => Ok(()),
-        Err(status) if is_transient(&status) => Err(status_error(status)),
+        Err(status) if status_is_transient(&status) => Err(GcpError::SpannerStatus(status).into()),
         // Another frontend connecting at the same time may have made the same change first.
         Err(status) => {
             if missing_statements(&read_ddl(&admin, &config.database).await?).is_empty() {
                 tracing::debug!(database = %config.database, %status, "schema change raced another connect");
                 Ok(())
             } else {
-                Err(status_error(status))
+                Err(GcpError::SpannerStatus(status).into())
             }
         }
     }
@@ -427,7 +394,7 @@ async fn read_ddl(admin: &AdminClient, database: &str) -> Result<Vec<String>> {
             None,
         )
         .await
-        .map_err(status_error)?
+        .map_err(GcpError::SpannerStatus)?
         .into_inner()
         .statements)
 }
@@ -464,7 +431,8 @@ impl Coordinator for SpannerCoordinator {
         }
         let chunks = Arc::new(pack(leaves)?);
         let keys: Arc<Vec<[u8; 32]>> = Arc::new(leaves.iter().map(|l| l.dedup_key).collect());
-        let count = u64::try_from(leaves.len()).map_err(|_| corrupt("batch size"))?;
+        let count =
+            u64::try_from(leaves.len()).map_err(|_| GcpError::Corrupt { what: "batch size" })?;
         self.limited(
             "sequence",
             self.transact(|tx| {
@@ -477,7 +445,10 @@ impl Coordinator for SpannerCoordinator {
                     };
                     let first = state.sequenced;
                     let Some(next) = first.checked_add(count) else {
-                        return Ok(Err(corrupt("sequence overflow")));
+                        return Ok(Err(GcpError::Corrupt {
+                            what: "sequence overflow",
+                        }
+                        .into()));
                     };
                     let lookup: Vec<Key> = keys.iter().map(|k| Key::new(&k.to_vec())).collect();
                     let mut existing: HashSet<Vec<u8>> = HashSet::new();
@@ -534,20 +505,20 @@ impl Coordinator for SpannerCoordinator {
             return Ok(Vec::new());
         }
         self.limited("lookup", async {
-            let mut tx = self.client.single().await.map_err(spanner_error)?;
+            let mut tx = self.client.single().await.map_err(GcpError::Spanner)?;
             let keys: Vec<Key> = dedup_keys.iter().map(|k| Key::new(&k.to_vec())).collect();
             let mut rows = tx
                 .read(DEDUP, &["DedupKey", "LeafIndex"], keys)
                 .await
-                .map_err(status_error)?;
+                .map_err(GcpError::SpannerStatus)?;
             let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
-            while let Some(row) = rows.next().await.map_err(status_error)? {
+            while let Some(row) = rows.next().await.map_err(GcpError::SpannerStatus)? {
                 let key: Vec<u8> = row
                     .column_by_name("DedupKey")
-                    .map_err(|e| spanner_error(e.into()))?;
+                    .map_err(|e| GcpError::Spanner(e.into()))?;
                 let index: i64 = row
                     .column_by_name("LeafIndex")
-                    .map_err(|e| spanner_error(e.into()))?;
+                    .map_err(|e| GcpError::Spanner(e.into()))?;
                 found.insert(key, to_u64(index, "negative dedup index")?);
             }
             Ok(dedup_keys
@@ -560,8 +531,8 @@ impl Coordinator for SpannerCoordinator {
 
     async fn state(&self) -> Result<SequenceState> {
         self.limited("state", async {
-            let mut tx = self.client.single().await.map_err(spanner_error)?;
-            read_state(&mut tx).await.map_err(spanner_error)?
+            let mut tx = self.client.single().await.map_err(GcpError::Spanner)?;
+            read_state(&mut tx).await.map_err(GcpError::Spanner)?
         })
         .await
     }
@@ -576,8 +547,8 @@ impl Coordinator for SpannerCoordinator {
                 .client
                 .read_only_transaction()
                 .await
-                .map_err(spanner_error)?;
-            let state = read_state(&mut tx).await.map_err(spanner_error)??;
+                .map_err(GcpError::Spanner)?;
+            let state = read_state(&mut tx).await.map_err(GcpError::Spanner)??;
             let mut range = packed::LeafRange::new(from, to, state, SPANNER)?;
             let mut statement = Statement::new(
                 "SELECT FirstIndex, LeafCount, Leaves FROM RekorSequenced \
@@ -585,9 +556,9 @@ impl Coordinator for SpannerCoordinator {
             );
             statement.add_param("from", &to_i64(from)?);
             statement.add_param("to", &to_i64(to)?);
-            let mut rows = tx.query(statement).await.map_err(status_error)?;
-            while let Some(row) = rows.next().await.map_err(status_error)? {
-                let parse = |e: gcloud_spanner::row::Error| spanner_error(e.into());
+            let mut rows = tx.query(statement).await.map_err(GcpError::SpannerStatus)?;
+            while let Some(row) = rows.next().await.map_err(GcpError::SpannerStatus)? {
+                let parse = |e: gcloud_spanner::row::Error| GcpError::Spanner(e.into());
                 let first: i64 = row.column_by_name("FirstIndex").map_err(parse)?;
                 let count: i64 = row.column_by_name("LeafCount").map_err(parse)?;
                 let packed: Vec<u8> = row.column_by_name("Leaves").map_err(parse)?;

@@ -4,19 +4,14 @@
 //!   memory) until the tiles made from them are durable (see [`super::journal`]);
 //! - `state`: the persisted integrated size and where the dedup index starts, replaced atomically;
 //! - `dedup/`: the dedup index's runs, derived from the log (see [`super::dedup`]);
-//! - `db/`: only in logs begun by an earlier version, which kept the leaves, the sizes and every
-//!   entry's dedup key in a fjall database. The first start of this version moves the leaves
-//!   and sizes out; a `dedup` keyspace with entries stays, read-only, for the entries it covers
-//!   (the index starts where it ends), and the database is deleted if there is none.
+//! - `db/`: only in logs begun by an earlier version, which kept everything in a fjall database.
+//!   The first start of this version moves out of it; its dedup keys may stay, read-only, for the
+//!   entries below where the dedup index starts (see [`super::legacy`]).
 //!
 //! `mark_integrated` moves the integrated size in memory at once, but releases leaves (and
 //! persists the size) only after a background sync has made their tiles durable (see
 //! [`super::sync`]), so a restart after a power loss integrates them again. After such a sync,
 //! the dedup index turns its oldest entries into a run.
-//!
-//! The legacy keyspace held 32-byte keys with 8-byte indices, later 16-byte key prefixes with
-//! 5-byte indices. A 128-bit prefix of a SHA-256 key does not collide by chance; matching someone
-//! else's entry would take a second preimage.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -26,74 +21,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use tracing::{error, warn};
 
 use super::dedup::DedupIndex;
+use super::error::PosixError;
 use super::journal::Journal;
+use super::legacy::{self, LegacyDedup};
 use super::sync::{SyncTracker, sync_dir};
-use super::{BACKEND, io_error, join_error};
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState, dedup_key};
 
 const STATE_FILE: &str = "state";
 const STATE_HEADER: &str = "rekor posix state v1";
-const LEGACY_DB: &str = "db";
-const META_SEQUENCED: &[u8] = b"sequenced";
-const META_INTEGRATED: &[u8] = b"integrated";
-const META_DEDUP_FORMAT: &[u8] = b"dedup-format";
-/// The `dedup-format` of a legacy keyspace of 16-byte key prefixes (and 5-byte indices); a
-/// keyspace without a format may hold full 32-byte keys as well.
-const DEDUP_FORMAT_COMPACT: &str = "key16-index40";
-const DEDUP_FORMAT_FULL_KEYS: &str = "key32-index64";
-/// The length of a key prefix in a legacy keyspace.
-const LEGACY_KEY_BYTES: usize = 16;
-
-fn db_error(error: fjall::Error) -> Error {
-    Error::Unavailable {
-        backend: BACKEND,
-        source: Box::new(error),
-    }
-}
-
-fn corrupt(what: &'static str) -> Error {
-    Error::Corrupt {
-        backend: BACKEND,
-        what,
-    }
-}
-
-/// Journal and state errors: damage is corruption (logged in full), anything else I/O.
-fn journal_error(e: io::Error) -> Error {
-    if e.kind() == io::ErrorKind::InvalidData {
-        error!(error = %e, "the sequencing journal is damaged");
-        return corrupt("sequencing journal");
-    }
-    io_error(e)
-}
-
-/// The error of every sync and health check after a sync failed.
-fn sync_failed(failure: &str) -> Error {
-    io_error(io::Error::other(format!(
-        "a sync of tiles and bundles failed ({failure}); restart to write them again from the journal"
-    )))
-}
-
-/// Decodes an index from a legacy dedup keyspace: 5 or 8 big-endian bytes.
-fn decode_dedup_index(bytes: &[u8]) -> Result<u64> {
-    match bytes.len() {
-        5 => {
-            let mut wide = [0u8; 8];
-            wide[3..].copy_from_slice(bytes);
-            Ok(u64::from_be_bytes(wide))
-        }
-        _ => decode_u64(bytes, "dedup index"),
-    }
-}
-
-fn decode_u64(bytes: &[u8], what: &'static str) -> Result<u64> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| corrupt(what))?;
-    Ok(u64::from_be_bytes(array))
-}
 
 /// The state persisted in `.rekor/state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +40,7 @@ struct PersistedState {
     /// Where the dedup index starts: entries below are in the legacy keyspace.
     runs_from: u64,
     /// The legacy keyspace's format, if there is one to read.
-    legacy: Option<String>,
+    legacy: Option<legacy::Format>,
 }
 
 impl PersistedState {
@@ -111,7 +49,7 @@ impl PersistedState {
             "{STATE_HEADER}\nintegrated {}\ndedup-runs-from {}\ndedup-legacy {}\n",
             self.integrated,
             self.runs_from,
-            self.legacy.as_deref().unwrap_or("none")
+            self.legacy.map_or("none", legacy::Format::name)
         )
     }
 
@@ -125,8 +63,7 @@ impl PersistedState {
         let runs_from = field("dedup-runs-from")?.parse().ok()?;
         let legacy = match field("dedup-legacy")? {
             "none" => None,
-            format @ (DEDUP_FORMAT_COMPACT | DEDUP_FORMAT_FULL_KEYS) => Some(format.to_string()),
-            _ => return None,
+            name => Some(legacy::Format::from_name(name)?),
         };
         lines.next().is_none().then_some(PersistedState {
             integrated,
@@ -136,13 +73,13 @@ impl PersistedState {
     }
 
     /// Reads the state file in `private`, if there is one.
-    fn read(private: &Path) -> Result<Option<PersistedState>> {
+    fn read(private: &Path) -> Result<Option<PersistedState>, PosixError> {
         match fs::read_to_string(private.join(STATE_FILE)) {
             Ok(text) => PersistedState::decode(&text)
                 .map(Some)
-                .ok_or(corrupt("state file")),
+                .ok_or(PosixError::Corrupt { what: "state file" }),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_error(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -154,49 +91,6 @@ impl PersistedState {
         file.sync_all()?;
         fs::rename(&temp, private.join(STATE_FILE))?;
         sync_dir(private)
-    }
-}
-
-/// A `dedup` keyspace written by an earlier version: it covers the entries below the index's start.
-struct LegacyDedup {
-    keyspace: Keyspace,
-    /// Whether full 32-byte keys may be in it, besides 16-byte prefixes.
-    full_keys: bool,
-    _db: Database,
-}
-
-impl LegacyDedup {
-    fn open(private: &Path, format: &str) -> Result<LegacyDedup> {
-        let db = Database::builder(private.join(LEGACY_DB))
-            .open()
-            .map_err(db_error)?;
-        if !db.keyspace_exists("dedup") {
-            return Err(corrupt("legacy dedup keyspace (missing)"));
-        }
-        let keyspace = db
-            .keyspace("dedup", KeyspaceCreateOptions::default)
-            .map_err(db_error)?;
-        Ok(LegacyDedup {
-            keyspace,
-            full_keys: format == DEDUP_FORMAT_FULL_KEYS,
-            _db: db,
-        })
-    }
-
-    fn lookup(&self, key: &[u8; 32]) -> Result<Option<u64>> {
-        if let Some(value) = self
-            .keyspace
-            .get(&key[..LEGACY_KEY_BYTES])
-            .map_err(db_error)?
-        {
-            return decode_dedup_index(&value).map(Some);
-        }
-        if self.full_keys
-            && let Some(value) = self.keyspace.get(key).map_err(db_error)?
-        {
-            return decode_dedup_index(&value).map(Some);
-        }
-        Ok(None)
     }
 }
 
@@ -224,7 +118,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+    fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>, PosixError> {
         let mut found = self.index.lookup(keys)?;
         if let Some(legacy) = &self.legacy {
             for (key, slot) in keys.iter().zip(&mut found) {
@@ -266,71 +160,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Starts the state of a log in `private` that has none: a new log, or one begun by an earlier
-/// version (see the module docs), whose leaves and sizes move to the journal and state file.
-fn first_start(private: &Path, journal_dir: &Path) -> Result<PersistedState> {
-    let db_path = private.join(LEGACY_DB);
-    if !db_path.exists() {
-        let state = PersistedState {
+/// version, whose leaves and sizes move to the journal and state file (see [`legacy::migrate`]).
+fn first_start(private: &Path, journal_dir: &Path) -> Result<PersistedState, PosixError> {
+    // The state file is the commit point: until it exists, the next start begins again.
+    let commit = |state: PersistedState| {
+        state.write(private)?;
+        Ok(state)
+    };
+    let migrated = legacy::migrate(private, journal_dir, |moved| {
+        commit(PersistedState {
+            integrated: moved.integrated,
+            runs_from: moved.runs_from,
+            legacy: moved.dedup,
+        })
+    })?;
+    match migrated {
+        Some(state) => Ok(state),
+        None => commit(PersistedState {
             integrated: 0,
             runs_from: 0,
             legacy: None,
-        };
-        state.write(private).map_err(io_error)?;
-        return Ok(state);
+        }),
     }
-    let db = Database::builder(&db_path).open().map_err(db_error)?;
-    let keyspace = |name| {
-        db.keyspace(name, KeyspaceCreateOptions::default)
-            .map_err(db_error)
-    };
-    let (meta, sequenced) = (keyspace("meta")?, keyspace("sequenced")?);
-    let read_meta = |key: &[u8], what| -> Result<u64> {
-        match meta.get(key).map_err(db_error)? {
-            Some(value) => decode_u64(&value, what),
-            None => Ok(0),
-        }
-    };
-    let integrated = read_meta(META_INTEGRATED, "integrated size")?;
-    let sequenced_size = read_meta(META_SEQUENCED, "sequenced size")?;
-    if integrated > sequenced_size {
-        return Err(corrupt("integrated size beyond sequenced size"));
-    }
-    let format = match meta.get(META_DEDUP_FORMAT).map_err(db_error)? {
-        None => DEDUP_FORMAT_FULL_KEYS,
-        Some(format) if &*format == DEDUP_FORMAT_COMPACT.as_bytes() => DEDUP_FORMAT_COMPACT,
-        Some(_) => return Err(corrupt("dedup format (written by a newer version?)")),
-    };
-    let has_keys =
-        db.keyspace_exists("dedup") && !keyspace("dedup")?.is_empty().map_err(db_error)?;
-    let leaves = (integrated..sequenced_size)
-        .map(
-            |index| match sequenced.get(index.to_be_bytes()).map_err(db_error)? {
-                Some(leaf) => Ok(Bytes::copy_from_slice(&leaf)),
-                None => Err(corrupt("sequenced leaf missing")),
-            },
-        )
-        .collect::<Result<Vec<_>>>()?;
-    // A start that stopped part-way through this left a journal behind; begin it again.
-    match fs::remove_dir_all(journal_dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_error(e)),
-        _ => {}
-    }
-    let (journal, _) = Journal::open(journal_dir, integrated).map_err(journal_error)?;
-    if !leaves.is_empty() {
-        journal.append(integrated, &leaves).map_err(io_error)?;
-    }
-    let state = PersistedState {
-        integrated,
-        runs_from: if has_keys { sequenced_size } else { 0 },
-        legacy: has_keys.then(|| format.to_string()),
-    };
-    // The state file is the commit point: until it exists, the next start begins again.
-    state.write(private).map_err(io_error)?;
-    drop((meta, sequenced, db));
-    if !has_keys && let Err(e) = fs::remove_dir_all(&db_path) {
-        warn!(path = %db_path.display(), error = %e, "could not delete the migrated database");
-    }
-    Ok(state)
 }
 
 impl PosixCoordinator {
@@ -342,25 +193,27 @@ impl PosixCoordinator {
         lock: Arc<File>,
         sync_interval: std::time::Duration,
         run_unit: u64,
-    ) -> Result<(Self, Arc<SyncTracker>)> {
+    ) -> Result<(Self, Arc<SyncTracker>), PosixError> {
         let journal_dir = private.join("journal");
         let persisted = match PersistedState::read(private)? {
             Some(state) => state,
             None => first_start(private, &journal_dir)?,
         };
-        let legacy = match &persisted.legacy {
-            Some(format) => Some(LegacyDedup::open(private, format)?),
-            None => None,
-        };
+        let legacy = persisted
+            .legacy
+            .map(|format| LegacyDedup::open(private, format))
+            .transpose()?;
         let (journal, recovered) =
-            Journal::open(&journal_dir, persisted.integrated).map_err(journal_error)?;
+            Journal::open(&journal_dir, persisted.integrated).map_err(PosixError::Journal)?;
         let state = SequenceState {
             integrated: persisted.integrated,
             sequenced: recovered.sequenced,
         };
         let index = DedupIndex::open(&private.join("dedup"), root, persisted.runs_from, run_unit)?;
         if index.indexed() > state.sequenced {
-            return Err(corrupt("dedup runs beyond the sequenced size"));
+            return Err(PosixError::Corrupt {
+                what: "dedup runs beyond the sequenced size",
+            });
         }
         // The entries the runs do not cover: from the bundles up to the persisted integrated
         // size, and from the kept leaves after it.
@@ -408,24 +261,25 @@ impl PosixCoordinator {
         let release = self.release_through(lock(&self.state).integrated);
         tokio::task::spawn_blocking(release)
             .await
-            .map_err(join_error)?
+            .map_err(PosixError::Task)?
     }
 
     /// The blocking work of a sync that releases the leaves below `to` (see [`release_through`]).
     fn release_through(&self, to: u64) -> impl FnOnce() -> Result<()> + Send + 'static {
         let (inner, tracker) = (Arc::clone(&self.inner), Arc::clone(&self.tracker));
-        move || release_through(&inner, &tracker, to)
+        move || Ok(release_through(&inner, &tracker, to)?)
     }
 
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Inner, &Mutex<SequenceState>) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&Inner, &Mutex<SequenceState>) -> Result<T, PosixError> + Send + 'static,
     ) -> Result<T> {
         let inner = Arc::clone(&self.inner);
         let state = Arc::clone(&self.state);
-        tokio::task::spawn_blocking(move || work(&inner, &state))
+        let result = tokio::task::spawn_blocking(move || work(&inner, &state))
             .await
-            .map_err(join_error)?
+            .map_err(PosixError::Task)?;
+        Ok(result?)
     }
 }
 
@@ -438,12 +292,13 @@ impl Coordinator for PosixCoordinator {
             let _sequencing = lock(&sequencing);
             // Only this commit moves the sequenced size, so it stays put until the commit ends.
             let first = lock(state).sequenced;
-            let count = u64::try_from(leaves.len()).map_err(|_| corrupt("sequence overflow"))?;
-            let next = first
-                .checked_add(count)
-                .ok_or(corrupt("sequence overflow"))?;
+            let overflow = || PosixError::Corrupt {
+                what: "sequence overflow",
+            };
+            let count = u64::try_from(leaves.len()).map_err(|_| overflow())?;
+            let next = first.checked_add(count).ok_or_else(overflow)?;
             let data: Vec<Bytes> = leaves.iter().map(|leaf| leaf.data.clone()).collect();
-            inner.journal.append(first, &data).map_err(io_error)?;
+            inner.journal.append(first, &data)?;
             lock(&inner.kept).leaves.extend(data);
             inner
                 .index
@@ -488,9 +343,12 @@ impl Coordinator for PosixCoordinator {
     }
 
     fn health(&self) -> Result<()> {
-        self.inner.journal.health().map_err(io_error)?;
+        self.inner.journal.health().map_err(PosixError::Io)?;
         match lock(&self.inner.sync_failure).as_deref() {
-            Some(failure) => Err(sync_failed(failure)),
+            Some(failure) => Err(PosixError::SyncFailed {
+                failure: failure.to_owned(),
+            }
+            .into()),
             None => Ok(()),
         }
     }
@@ -529,9 +387,11 @@ impl Coordinator for PosixCoordinator {
 /// into a run.
 ///
 /// A failure is final for this process (see `Inner::sync_failure`): every later call fails too.
-fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> {
+fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<(), PosixError> {
     if let Some(failure) = lock(&inner.sync_failure).as_deref() {
-        return Err(sync_failed(failure));
+        return Err(PosixError::SyncFailed {
+            failure: failure.to_owned(),
+        });
     }
     let durable = tracker
         .sync_then(|| {
@@ -556,7 +416,7 @@ fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> 
         })
         .map_err(|e| {
             lock(&inner.sync_failure).get_or_insert_with(|| e.to_string());
-            io_error(e)
+            PosixError::Io(e)
         })?;
     if let Err(e) = inner.index.compact(durable) {
         // The entries stay in memory, and the next sync tries again.
@@ -568,29 +428,9 @@ fn release_through(inner: &Inner, tracker: &SyncTracker, to: u64) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::posix::test_support::{file_names, write_bundles};
-    use fjall::PersistMode;
-
-    /// Entries per run in these tests.
-    const UNIT: u64 = 512;
-
-    fn open_in(dir: &Path) -> Result<PosixCoordinator> {
-        let lock = Arc::new(File::create(dir.join("lock")).unwrap());
-        PosixCoordinator::open(dir, dir, lock, std::time::Duration::from_secs(3600), UNIT)
-            .map(|(coordinator, _)| coordinator)
-    }
-
-    fn entry(n: u64) -> Vec<u8> {
-        format!("{{\"entry\":{n}}}").into_bytes()
-    }
-
-    fn leaf(n: u64) -> SequenceLeaf {
-        let data = entry(n);
-        SequenceLeaf {
-            dedup_key: dedup_key(&data),
-            data: Bytes::from(data),
-        }
-    }
+    use crate::posix::test_support::{
+        UNIT, entry, file_names, leaf, open_coordinator, write_bundles,
+    };
 
     fn keys(range: std::ops::Range<u64>) -> Vec<[u8; 32]> {
         range.map(|n| leaf(n).dedup_key).collect()
@@ -601,45 +441,12 @@ mod tests {
         write_bundles(root, &(0..size).map(entry).collect::<Vec<_>>());
     }
 
-    /// A fjall database as an earlier version left it: `meta` sizes and format, the kept
-    /// leaves, and dedup entries (key bytes → index bytes).
-    fn legacy_db(
-        dir: &Path,
-        format: Option<&str>,
-        sizes: (u64, u64),
-        dedup: &[(&[u8], &[u8])],
-        kept: &[(u64, Vec<u8>)],
-    ) {
-        let db = Database::builder(dir.join(LEGACY_DB)).open().unwrap();
-        let keyspace = |name| db.keyspace(name, KeyspaceCreateOptions::default).unwrap();
-        let (sequenced, dedup_keyspace, meta) =
-            (keyspace("sequenced"), keyspace("dedup"), keyspace("meta"));
-        for (key, index) in dedup {
-            dedup_keyspace.insert(*key, *index).unwrap();
-        }
-        for (index, data) in kept {
-            sequenced.insert(index.to_be_bytes(), data).unwrap();
-        }
-        if let Some(format) = format {
-            meta.insert(META_DEDUP_FORMAT, format).unwrap();
-        }
-        meta.insert(META_INTEGRATED, sizes.0.to_be_bytes()).unwrap();
-        meta.insert(META_SEQUENCED, sizes.1.to_be_bytes()).unwrap();
-        db.persist(PersistMode::SyncAll).unwrap();
-    }
-
-    fn key(first: u8, last: u8) -> [u8; 32] {
-        let mut key = [first; 32];
-        key[31] = last;
-        key
-    }
-
     #[test]
     fn the_state_file_round_trips_and_refuses_anything_else() {
         let state = PersistedState {
             integrated: 1_234,
             runs_from: 56,
-            legacy: Some(DEDUP_FORMAT_COMPACT.to_string()),
+            legacy: Some(legacy::Format::Compact),
         };
         let text = state.encode();
         assert_eq!(
@@ -661,8 +468,8 @@ mod tests {
     #[tokio::test]
     async fn leaves_and_dedup_keys_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let coordinator = open_in(dir.path()).unwrap();
-        assert!(!dir.path().join(LEGACY_DB).exists());
+        let coordinator = open_coordinator(dir.path()).unwrap();
+        assert!(!dir.path().join(legacy::DB_DIR).exists());
         assert!(coordinator.inner.legacy.is_none());
         let leaves: Vec<SequenceLeaf> = (0..3).map(leaf).collect();
         assert_eq!(coordinator.sequence(&leaves).await.unwrap(), 0);
@@ -673,7 +480,7 @@ mod tests {
         assert_eq!(found, [Some(2), None, Some(0)]);
         drop(coordinator);
         // Nothing integrated: the leaves and keys come back from the journal.
-        let reopened = open_in(dir.path()).unwrap();
+        let reopened = open_coordinator(dir.path()).unwrap();
         assert_eq!(reopened.state().await.unwrap().sequenced, 3);
         assert_eq!(
             reopened.read_sequenced(0, 3).await.unwrap(),
@@ -687,7 +494,7 @@ mod tests {
     {
         let dir = tempfile::tempdir().unwrap();
         let size = 2 * UNIT + 300;
-        let coordinator = open_in(dir.path()).unwrap();
+        let coordinator = open_coordinator(dir.path()).unwrap();
         let leaves: Vec<SequenceLeaf> = (0..size).map(leaf).collect();
         for chunk in leaves.chunks(100) {
             coordinator.sequence(chunk).await.unwrap();
@@ -714,7 +521,7 @@ mod tests {
         drop(coordinator);
 
         // Runs below 1024, bundles up to 1124, kept leaves after.
-        let reopened = open_in(dir.path()).unwrap();
+        let reopened = open_coordinator(dir.path()).unwrap();
         assert_eq!(
             reopened.state().await.unwrap(),
             SequenceState {
@@ -744,7 +551,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_sync_is_not_retried_and_keeps_every_leaf() {
         let dir = tempfile::tempdir().unwrap();
-        let coordinator = open_in(dir.path()).unwrap();
+        let coordinator = open_coordinator(dir.path()).unwrap();
         let leaves: Vec<SequenceLeaf> = (0..300).map(leaf).collect();
         coordinator.sequence(&leaves).await.unwrap();
         write_log(dir.path(), 300);
@@ -765,7 +572,7 @@ mod tests {
         drop(coordinator);
 
         // A restart keeps every leaf beyond the last persisted size, and is healthy.
-        let reopened = open_in(dir.path()).unwrap();
+        let reopened = open_coordinator(dir.path()).unwrap();
         assert!(reopened.health().is_ok());
         assert_eq!(
             reopened.state().await.unwrap(),
@@ -778,105 +585,5 @@ mod tests {
             reopened.read_sequenced(0, 300).await.unwrap(),
             leaves.iter().map(|l| l.data.clone()).collect::<Vec<_>>()
         );
-    }
-
-    #[tokio::test]
-    async fn a_database_with_full_dedup_keys_is_moved_out_of_and_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        // The first layout: 32-byte keys, 8-byte indices, no format; then 16-byte prefixes.
-        // Entry 2 is sequenced, not yet integrated.
-        legacy_db(
-            dir.path(),
-            None,
-            (2, 3),
-            &[
-                (&key(7, 7), &0u64.to_be_bytes()),
-                (&key(6, 6)[..16], &[0, 0, 0, 0, 1]),
-                (&leaf(2).dedup_key[..16], &[0, 0, 0, 0, 2]),
-            ],
-            &[(2, entry(2))],
-        );
-        for start in 0..2 {
-            let coordinator = open_in(dir.path()).unwrap();
-            assert!(coordinator.inner.legacy.as_ref().unwrap().full_keys);
-            assert_eq!(
-                coordinator.state().await.unwrap(),
-                SequenceState {
-                    integrated: 2,
-                    sequenced: 3 + start
-                }
-            );
-            assert_eq!(coordinator.read_sequenced(2, 3).await.unwrap(), [entry(2)]);
-            if start == 0 {
-                assert_eq!(coordinator.sequence(&[leaf(3)]).await.unwrap(), 3);
-            }
-            let found = coordinator
-                .lookup(&[
-                    key(7, 7),
-                    key(6, 6),
-                    leaf(2).dedup_key,
-                    leaf(3).dedup_key,
-                    key(7, 6),
-                ])
-                .await
-                .unwrap();
-            assert_eq!(
-                found,
-                [Some(0), Some(1), Some(2), Some(3), None],
-                "start {start}: old keys match in full, or by their 16-byte prefix"
-            );
-        }
-        let state = PersistedState::read(dir.path()).unwrap().unwrap();
-        assert_eq!(
-            (state.runs_from, state.legacy.as_deref()),
-            (3, Some(DEDUP_FORMAT_FULL_KEYS))
-        );
-    }
-
-    #[tokio::test]
-    async fn a_database_with_16_byte_dedup_keys_is_still_read() {
-        let dir = tempfile::tempdir().unwrap();
-        legacy_db(
-            dir.path(),
-            Some(DEDUP_FORMAT_COMPACT),
-            (1, 1),
-            &[(&key(5, 0)[..16], &[0, 0, 0, 0, 0])],
-            &[],
-        );
-        let coordinator = open_in(dir.path()).unwrap();
-        assert!(!coordinator.inner.legacy.as_ref().unwrap().full_keys);
-        let found = coordinator.lookup(&[key(5, 9), key(4, 0)]).await.unwrap();
-        assert_eq!(found, [Some(0), None]);
-    }
-
-    #[tokio::test]
-    async fn a_database_without_dedup_keys_is_moved_out_and_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        legacy_db(dir.path(), Some(DEDUP_FORMAT_COMPACT), (0, 0), &[], &[]);
-        let coordinator = open_in(dir.path()).unwrap();
-        assert!(coordinator.inner.legacy.is_none());
-        assert!(!dir.path().join(LEGACY_DB).exists());
-        assert_eq!(coordinator.sequence(&[leaf(0)]).await.unwrap(), 0);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_dedup_format_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        legacy_db(dir.path(), Some("key8"), (0, 0), &[], &[]);
-        assert!(matches!(
-            open_in(dir.path()),
-            Err(Error::Corrupt { what, .. }) if what.starts_with("dedup format")
-        ));
-        assert!(dir.path().join(LEGACY_DB).exists());
-    }
-
-    #[test]
-    fn legacy_dedup_indices_are_5_or_8_bytes() {
-        assert_eq!(decode_dedup_index(&[0, 0, 0, 1, 2]).unwrap(), 258);
-        assert_eq!(
-            decode_dedup_index(&[1, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
-            1 << 56
-        );
-        assert!(decode_dedup_index(&[1, 2, 3]).is_err());
     }
 }

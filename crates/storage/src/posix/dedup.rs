@@ -38,9 +38,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rekor_tlog::{LeafIndex, TreeSize, bundle_for_leaf, decode_bundle_exact};
 use tracing::warn;
 
+use super::error::PosixError;
 use super::sync::sync_dir;
-use super::{BACKEND, io_error};
-use crate::{Error, Result, dedup_key};
+use crate::dedup_key;
 
 /// Entries per new run. A multiple of 256, so every run ends at a full bundle.
 pub(super) const RUN_UNIT: u64 = 1 << 16;
@@ -394,12 +394,17 @@ impl DedupIndex {
     /// Runs that another covers, runs past a gap, damaged runs and temp files are deleted: all
     /// of it is derived from the log. The caller then adds the entries from
     /// [`DedupIndex::indexed`] on, with [`DedupIndex::load_bundles`] and [`DedupIndex::insert`].
-    pub(super) fn open(dir: &Path, root: &Path, from: u64, unit: u64) -> Result<DedupIndex> {
-        fs::create_dir_all(dir).map_err(io_error)?;
+    pub(super) fn open(
+        dir: &Path,
+        root: &Path,
+        from: u64,
+        unit: u64,
+    ) -> Result<DedupIndex, PosixError> {
+        fs::create_dir_all(dir)?;
         let mut found: BTreeMap<u64, Vec<(u64, PathBuf)>> = BTreeMap::new();
         let mut unused = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_error)? {
-            let entry = entry.map_err(io_error)?;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
             let name = entry.file_name();
             match name.to_str().and_then(parse_run_name) {
                 Some((base, count)) => found.entry(base).or_default().push((count, entry.path())),
@@ -463,7 +468,7 @@ impl DedupIndex {
 
     /// Adds the entries from [`DedupIndex::indexed`] up to `durable` (the persisted integrated
     /// size) from their bundles.
-    pub(super) fn load_bundles(&self, durable: u64) -> Result<()> {
+    pub(super) fn load_bundles(&self, durable: u64) -> Result<(), PosixError> {
         let mut next = self.indexed();
         while next < durable {
             let keys = self.bundle_keys(next, durable, usize::MAX)?;
@@ -475,14 +480,16 @@ impl DedupIndex {
     }
 
     /// The keys of up to `limit` entries from `index` on, from its bundle in a log of `size`.
-    fn bundle_keys(&self, index: u64, size: u64, limit: usize) -> Result<Vec<[u8; 32]>> {
-        let corrupt = |what| Error::Corrupt {
-            backend: BACKEND,
-            what,
-        };
+    fn bundle_keys(
+        &self,
+        index: u64,
+        size: u64,
+        limit: usize,
+    ) -> Result<Vec<[u8; 32]>, PosixError> {
+        let corrupt = |what| PosixError::Corrupt { what };
         let (bundle, position) = bundle_for_leaf(LeafIndex::new(index), TreeSize::new(size))
             .ok_or(corrupt("entry beyond the log"))?;
-        let bytes = fs::read(self.root.join(bundle.path())).map_err(io_error)?;
+        let bytes = fs::read(self.root.join(bundle.path()))?;
         let entries =
             decode_bundle_exact(&bytes, bundle.width).map_err(|_| corrupt("entry bundle"))?;
         Ok(entries
@@ -495,7 +502,7 @@ impl DedupIndex {
 
     /// The index of the entry with each key, for those in the index; one look at the entries in
     /// memory for the whole batch, then the runs for the keys not found there.
-    pub(super) fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {
+    pub(super) fn lookup(&self, keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>, PosixError> {
         let (mut found, runs) = {
             let state = lock(&self.state);
             let found: Vec<Option<u64>> = keys
@@ -512,9 +519,9 @@ impl DedupIndex {
         Ok(found)
     }
 
-    fn lookup_in_runs(&self, runs: &[Arc<Run>], key: &[u8; 32]) -> Result<Option<u64>> {
+    fn lookup_in_runs(&self, runs: &[Arc<Run>], key: &[u8; 32]) -> Result<Option<u64>, PosixError> {
         for run in runs.iter().rev() {
-            for index in run.candidates(key).map_err(io_error)? {
+            for index in run.candidates(key)? {
                 // Runs end at full bundles, so the candidate's bundle is full below `run.end()`.
                 if self.bundle_keys(index, run.end(), 1)?.first() == Some(key) {
                     return Ok(Some(index));
@@ -527,7 +534,7 @@ impl DedupIndex {
     /// Moves the entries below `durable` (rounded down to the run unit) from memory into a run,
     /// then merges runs. The bundles below `durable` must be durable. Does nothing if a
     /// compaction is already running.
-    pub(super) fn compact(&self, durable: u64) -> Result<()> {
+    pub(super) fn compact(&self, durable: u64) -> Result<(), PosixError> {
         let Ok(_compacting) = self.compacting.try_lock() else {
             return Ok(());
         };
@@ -553,8 +560,7 @@ impl DedupIndex {
             (base, end - base),
             records,
             entries.into_iter().map(Ok),
-        )
-        .map_err(io_error)?;
+        )?;
         {
             let mut state = lock(&self.state);
             let mut runs = state.runs.as_ref().clone();
@@ -567,7 +573,7 @@ impl DedupIndex {
     }
 
     /// Merges the last two runs while the older is no larger than the newer.
-    fn merge(&self) -> Result<()> {
+    fn merge(&self) -> Result<(), PosixError> {
         loop {
             let runs = Arc::clone(&lock(&self.state).runs);
             let [.., older, newer] = runs.as_slice() else {
@@ -576,7 +582,7 @@ impl DedupIndex {
             if older.count > newer.count || older.count + newer.count > MAX_RUN_ENTRIES {
                 return Ok(());
             }
-            let merged = merge_runs(&self.dir, older, newer).map_err(io_error)?;
+            let merged = merge_runs(&self.dir, older, newer)?;
             {
                 let mut state = lock(&self.state);
                 let mut now = state.runs.as_ref().clone();

@@ -21,7 +21,9 @@
 
 mod coordinator;
 mod dedup;
+mod error;
 mod journal;
+mod legacy;
 mod sync;
 #[cfg(test)]
 mod test_support;
@@ -38,12 +40,13 @@ use bytes::Bytes;
 use tracing::warn;
 
 pub use coordinator::PosixCoordinator;
+use error::PosixError;
 pub use sync::DEFAULT_SYNC_INTERVAL;
 use sync::{SyncTracker, sync_dir};
 
 use crate::{
-    BoxError, CHECKPOINT_PATH, Error, Object, ObjectVersion, Result, Storage, Versioned,
-    check_object_path, check_partial_path,
+    CHECKPOINT_PATH, Error, Object, ObjectVersion, Result, Storage, Versioned, check_object_path,
+    check_partial_path,
 };
 
 const BACKEND: &str = "posix";
@@ -51,27 +54,6 @@ const BACKEND: &str = "posix";
 /// The hidden directory that holds the log's private state. Never served: [`check_object_path`]
 /// refuses every component that starts with a dot.
 pub const PRIVATE_DIR: &str = ".rekor";
-
-fn io_error(error: io::Error) -> Error {
-    if error.kind() == io::ErrorKind::NotFound {
-        return Error::NotFound {
-            path: error.to_string(),
-        };
-    }
-    // Disk full, I/O errors and permission problems are all conditions an operator can clear;
-    // clients should retry later rather than treat their entry as bad.
-    Error::Unavailable {
-        backend: BACKEND,
-        source: Box::new(error),
-    }
-}
-
-fn join_error(error: tokio::task::JoinError) -> Error {
-    Error::Other {
-        backend: BACKEND,
-        source: Box::new(error) as BoxError,
-    }
-}
 
 /// A POSIX log directory, opened and locked by this process.
 #[derive(Debug, Clone)]
@@ -103,7 +85,15 @@ impl PosixBackend {
         root: &Path,
         sync_interval: std::time::Duration,
     ) -> Result<PosixBackend> {
-        fs::create_dir_all(root).map_err(io_error)?;
+        Ok(PosixBackend::open_dir(root, sync_interval)?)
+    }
+
+    /// [`PosixBackend::open_with_sync_interval`], before its errors are named by meaning.
+    fn open_dir(
+        root: &Path,
+        sync_interval: std::time::Duration,
+    ) -> Result<PosixBackend, PosixError> {
+        fs::create_dir_all(root)?;
         let private = root.join(PRIVATE_DIR);
         create_private_dir(&private)?;
         let lock_path = private.join("lock");
@@ -111,22 +101,21 @@ impl PosixBackend {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(&lock_path)
-            .map_err(io_error)?;
+            .open(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::Locked {
+                return Err(PosixError::Locked {
                     path: lock_path.display().to_string(),
                 });
             }
-            Err(fs::TryLockError::Error(e)) => return Err(io_error(e)),
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
         }
         let lock = Arc::new(lock);
         let tmp_dir = private.join("tmp");
         // Leftover staging files are from writes that never completed; nothing references them.
         if tmp_dir.exists() {
-            fs::remove_dir_all(&tmp_dir).map_err(io_error)?;
+            fs::remove_dir_all(&tmp_dir)?;
         }
         create_private_dir(&tmp_dir)?;
         let (coordinator, tracker) = PosixCoordinator::open(
@@ -161,16 +150,16 @@ impl PosixBackend {
     }
 }
 
-fn create_private_dir(path: &Path) -> Result<()> {
+fn create_private_dir(path: &Path) -> io::Result<()> {
     match fs::create_dir(path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_error(e)),
+        Err(e) => return Err(e),
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(io_error)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
 }
@@ -257,10 +246,10 @@ fn write_object(
     let target = root.join(&object.path);
     let mut to_sync = BTreeSet::new();
     let parent = target.parent().unwrap_or(root);
-    ensure_dir(root, parent, &mut to_sync).map_err(io_error)?;
+    ensure_dir(root, parent, &mut to_sync).map_err(PosixError::Io)?;
     // Ok(true): identical; Ok(false): differs and may be replaced.
     let existing_matches = |target: &Path| -> Result<bool> {
-        let existing = fs::read(target).map_err(io_error)?;
+        let existing = fs::read(target).map_err(PosixError::Io)?;
         if existing == object.data.as_ref() {
             Ok(true)
         } else if repair {
@@ -274,18 +263,18 @@ fn write_object(
     if !repair && target.exists() && existing_matches(&target)? {
         return Ok(to_sync);
     }
-    write_new(tmp, &object.data).map_err(io_error)?;
-    if !place_new(tmp, &target).map_err(io_error)? {
+    write_new(tmp, &object.data).map_err(PosixError::Io)?;
+    if !place_new(tmp, &target).map_err(PosixError::Io)? {
         if !existing_matches(&target)? {
             warn!(path = %object.path, "replacing an object left damaged by an unclean stop");
         } else if !repair {
-            fs::remove_file(tmp).map_err(io_error)?;
+            fs::remove_file(tmp).map_err(PosixError::Io)?;
             return Ok(to_sync);
         }
         // While repairing, an identical object is replaced too: after a failed fsync the
         // kernel may keep its pages in memory, marked clean but never written, so what a read
         // returns is not what is on disk, and only a new file puts it there.
-        fs::rename(tmp, &target).map_err(io_error)?;
+        fs::rename(tmp, &target).map_err(PosixError::Io)?;
     }
     Ok(to_sync)
 }
@@ -352,7 +341,7 @@ impl Storage for PosixStorage {
             Ok(())
         })
         .await
-        .map_err(join_error)?
+        .map_err(PosixError::Task)?
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {
@@ -366,7 +355,7 @@ impl Storage for PosixStorage {
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
                 Err(Error::NotFound { path: path.into() })
             }
-            Err(e) => Err(io_error(e)),
+            Err(e) => Err(PosixError::Io(e).into()),
         }
     }
 
@@ -407,8 +396,8 @@ impl Storage for PosixStorage {
             sync_dir(&root)
         })
         .await
-        .map_err(join_error)?
-        .map_err(io_error)?;
+        .map_err(PosixError::Task)?
+        .map_err(PosixError::Io)?;
         *known = Some(Some(version.clone()));
         Ok(version)
     }
@@ -429,8 +418,9 @@ impl Storage for PosixStorage {
             Ok(())
         })
         .await
-        .map_err(join_error)?
-        .map_err(io_error)
+        .map_err(PosixError::Task)?
+        .map_err(PosixError::Io)?;
+        Ok(())
     }
 
     /// The background sync deletes each `<N>.p/` directory once the full object is durable and
@@ -444,19 +434,6 @@ impl Storage for PosixStorage {
 mod tests {
     use super::*;
     use crate::Coordinator;
-
-    #[test]
-    fn a_full_disk_is_transient_and_says_so() {
-        // ENOSPC: the log line an operator reads must name the cause, not only the backend.
-        let error = io_error(io::Error::from_raw_os_error(28));
-        assert!(error.is_transient());
-        let message = error.to_string();
-        assert!(
-            message.starts_with("posix storage unavailable: "),
-            "{message}"
-        );
-        assert!(message.contains("No space left on device"), "{message}");
-    }
 
     #[tokio::test]
     async fn posix_backend_passes_the_conformance_suite() {
