@@ -184,6 +184,26 @@ pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
         coordinator.lookup(&[leaf(2).dedup_key]).await.unwrap(),
         vec![Some(1)]
     );
+
+    // A freeze stops sequencing for good at the sequenced size, and nothing else.
+    assert_eq!(coordinator.frozen().await.unwrap(), None);
+    assert_eq!(coordinator.freeze().await.unwrap(), 3);
+    assert_eq!(coordinator.frozen().await.unwrap(), Some(3));
+    assert!(matches!(
+        coordinator.sequence(&[leaf(4)]).await,
+        Err(Error::Frozen { size: 3 })
+    ));
+    assert_eq!(coordinator.lookup(&[leaf(4).dedup_key]).await.unwrap(), vec![None]);
+    assert_eq!(coordinator.freeze().await.unwrap(), 3, "a second freeze");
+    // What was sequenced before the freeze is still integrated.
+    coordinator.mark_integrated(2, 3).await.unwrap();
+    assert_eq!(
+        coordinator.state().await.unwrap(),
+        SequenceState {
+            integrated: 3,
+            sequenced: 3
+        }
+    );
 }
 
 /// Checks [`Coordinator::claim_publication`] for a backend shared by several frontends: one claim

@@ -53,6 +53,12 @@ pub enum Error {
         /// The lock file.
         path: String,
     },
+    /// The log is frozen ([`crate::Coordinator::freeze`]): nothing more is sequenced, ever.
+    #[error("the log is frozen at size {size}")]
+    Frozen {
+        /// The final tree size.
+        size: u64,
+    },
     /// A transient failure: the caller may retry later. Clients see 503.
     ///
     /// The message carries the cause ("No space left on device", a timeout): it is what an

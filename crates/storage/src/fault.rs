@@ -647,6 +647,15 @@ impl<C: Coordinator + ?Sized> Coordinator for FaultyCoordinator<C> {
             .await
     }
 
+    async fn freeze(&self) -> Result<u64> {
+        // Not a fault point: an operator's one-off command, not part of the write path.
+        self.inner.freeze().await
+    }
+
+    async fn frozen(&self) -> Result<Option<u64>> {
+        self.inner.frozen().await
+    }
+
     async fn claim_publication(&self, min_interval: std::time::Duration) -> Result<bool> {
         // Not a fault point: forwarded so the wrapped backend's rate limit still applies.
         self.inner.claim_publication(min_interval).await

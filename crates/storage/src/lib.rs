@@ -223,6 +223,18 @@ pub trait Coordinator: Send + Sync + Debug + 'static {
     /// Not idempotent: sequencing the same leaves twice gives them two indices.
     async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64>;
 
+    /// Freezes the log for every frontend sharing this coordinator: from now on [`sequence`]
+    /// refuses with [`Error::Frozen`], so no checkpoint larger than the returned size can ever be
+    /// signed. Leaves already sequenced are still integrated and published. Returns the final
+    /// size (the sequenced size at the freeze); durable when it returns; idempotent (a second
+    /// call returns the same size). There is no unfreeze: a frozen log is read-only forever.
+    ///
+    /// [`sequence`]: Coordinator::sequence
+    async fn freeze(&self) -> Result<u64>;
+
+    /// The size the log was frozen at, or `None` if it takes entries.
+    async fn frozen(&self) -> Result<Option<u64>>;
+
     /// Looks up dedup keys; returns the index each was sequenced at, or `None`.
     async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>>;
 

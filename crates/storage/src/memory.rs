@@ -110,6 +110,7 @@ struct CoordinatorState {
     leaves: BTreeMap<u64, Bytes>,
     dedup: HashMap<[u8; 32], u64>,
     last_claim: Option<std::time::Instant>,
+    frozen: Option<u64>,
 }
 
 /// In-memory [`Coordinator`].
@@ -122,6 +123,9 @@ pub struct MemoryCoordinator {
 impl Coordinator for MemoryCoordinator {
     async fn sequence(&self, leaves: &[SequenceLeaf]) -> Result<u64> {
         let mut inner = lock(&self.inner);
+        if let Some(size) = inner.frozen {
+            return Err(Error::Frozen { size });
+        }
         let first = inner.state.sequenced;
         let count = u64::try_from(leaves.len()).map_err(|e| Error::Other {
             backend: BACKEND,
@@ -137,6 +141,16 @@ impl Coordinator for MemoryCoordinator {
         }
         inner.state.sequenced = next;
         Ok(first)
+    }
+
+    async fn freeze(&self) -> Result<u64> {
+        let mut inner = lock(&self.inner);
+        let sequenced = inner.state.sequenced;
+        Ok(*inner.frozen.get_or_insert(sequenced))
+    }
+
+    async fn frozen(&self) -> Result<Option<u64>> {
+        Ok(lock(&self.inner).frozen)
     }
 
     async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {

@@ -181,8 +181,19 @@ async fn mysql_coordinator_against_mariadb() {
     coordinator_suite(&coordinator(&maria, "conformance").await).await;
     // Reconnecting to existing tables keeps the state (the schema step is idempotent).
     let again = coordinator(&maria, "conformance").await;
-    assert_eq!(again.state().await.unwrap().integrated, 2);
+    assert_eq!(again.state().await.unwrap().integrated, 3);
     assert_eq!(again.state().await.unwrap().sequenced, 3);
+    // The suite froze the log: every connection sees it, and none can sequence.
+    assert_eq!(again.frozen().await.unwrap(), Some(3));
+    assert!(matches!(
+        again
+            .sequence(&[rekor_storage::SequenceLeaf {
+                dedup_key: [7; 32],
+                data: bytes::Bytes::from_static(b"late"),
+            }])
+            .await,
+        Err(rekor_storage::Error::Frozen { size: 3 })
+    ));
 
     // The mysql:// form connects too.
     let url = format!(

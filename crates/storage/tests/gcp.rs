@@ -281,10 +281,21 @@ async fn spanner_passes_the_coordinator_conformance_suite() {
     assert_eq!(
         again.state().await.unwrap(),
         SequenceState {
-            integrated: 2,
+            integrated: 3,
             sequenced: 3
         }
     );
+    // The suite froze the log: every connection sees it, and none can sequence.
+    assert_eq!(again.frozen().await.unwrap(), Some(3));
+    assert!(matches!(
+        again
+            .sequence(&[SequenceLeaf {
+                dedup_key: [7; 32],
+                data: bytes::Bytes::from_static(b"late"),
+            }])
+            .await,
+        Err(rekor_storage::Error::Frozen { size: 3 })
+    ));
 }
 
 fn leaf(task: usize, batch: usize, n: usize) -> SequenceLeaf {

@@ -21,7 +21,8 @@ const SCHEMA: [&str; 4] = [
         id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
         next_index BIGINT UNSIGNED NOT NULL,
         integrated BIGINT UNSIGNED NOT NULL,
-        published_at DATETIME(6) NULL
+        published_at DATETIME(6) NULL,
+        frozen_at BIGINT UNSIGNED NULL
     ) ENGINE=InnoDB",
     "CREATE TABLE IF NOT EXISTS rekor_sequenced (
         first_index BIGINT UNSIGNED NOT NULL PRIMARY KEY,
@@ -38,6 +39,8 @@ const SCHEMA: [&str; 4] = [
 /// Adds `published_at` to a coordination table created before publication claims existed.
 const ADD_PUBLISHED_AT: &str =
     "ALTER TABLE rekor_coordination ADD COLUMN published_at DATETIME(6) NULL";
+/// Adds `frozen_at` (the final size of a frozen log) to a table created before freezing existed.
+const ADD_FROZEN_AT: &str = "ALTER TABLE rekor_coordination ADD COLUMN frozen_at BIGINT UNSIGNED NULL";
 
 /// Grants a publication claim when the last one is at least `?` microseconds old by the database's
 /// clock (or there is none, or the interval is 0), stamping it with that clock. `UTC_TIMESTAMP(6)`
@@ -117,17 +120,21 @@ fn server_code(error: &mysql_async::Error) -> Option<u16> {
     }
 }
 
-/// Adds the `published_at` column if the coordination table predates it; a concurrent connect
+/// Adds `column` with `statement` if the coordination table predates it; a concurrent connect
 /// adding it first is fine.
-async fn ensure_published_at(conn: &mut impl Queryable) -> Result<()> {
+async fn ensure_column(
+    conn: &mut impl Queryable,
+    column: &str,
+    statement: &str,
+) -> Result<()> {
     let probe = conn
-        .query_drop("SELECT published_at FROM rekor_coordination WHERE id = 0")
+        .query_drop(format!("SELECT {column} FROM rekor_coordination WHERE id = 0"))
         .await;
     match probe {
         Ok(()) => Ok(()),
         Err(error) if server_code(&error) == Some(ER_BAD_FIELD_ERROR) => {
-            tracing::info!("adding published_at to rekor_coordination");
-            match conn.query_drop(ADD_PUBLISHED_AT).await {
+            tracing::info!("adding {column} to rekor_coordination");
+            match conn.query_drop(statement).await {
                 Err(error) if server_code(&error) != Some(ER_DUP_FIELDNAME) => {
                     Err(AwsError::Mysql(error).into())
                 }
@@ -161,7 +168,8 @@ impl MysqlCoordinator {
                 for statement in SCHEMA {
                     conn.query_drop(statement).await.map_err(AwsError::Mysql)?;
                 }
-                ensure_published_at(&mut conn).await
+                ensure_column(&mut conn, "published_at", ADD_PUBLISHED_AT).await?;
+                ensure_column(&mut conn, "frozen_at", ADD_FROZEN_AT).await
             })
             .await?;
         coordinator.state().await?;
@@ -192,6 +200,16 @@ impl MysqlCoordinator {
                 }
                 .into())
             })
+    }
+
+    async fn read_frozen(conn: &mut impl Queryable) -> Result<Option<u64>> {
+        let row: Option<(Option<u64>,)> = conn
+            .query_first("SELECT frozen_at FROM rekor_coordination WHERE id = 0")
+            .await
+            .map_err(AwsError::Mysql)?;
+        let (frozen,) =
+            row.ok_or_else(|| AwsError::inconsistent("the coordination row is missing"))?;
+        Ok(frozen)
     }
 
     async fn read_state(conn: &mut impl Queryable) -> Result<SequenceState> {
@@ -228,15 +246,21 @@ impl Coordinator for MysqlCoordinator {
                 .start_transaction(TxOpts::default())
                 .await
                 .map_err(AwsError::Mysql)?;
-            // Takes the coordination row's lock until commit and returns the new value.
+            // Takes the coordination row's lock until commit and returns the new value; a
+            // frozen log's row matches nothing (a freeze holds the same row lock).
             tx.exec_drop(
-                "UPDATE rekor_coordination SET next_index = LAST_INSERT_ID(next_index + ?) WHERE id = 0",
+                "UPDATE rekor_coordination SET next_index = LAST_INSERT_ID(next_index + ?) \
+                 WHERE id = 0 AND frozen_at IS NULL",
                 (n,),
             )
             .await
             .map_err(AwsError::Mysql)?;
             if tx.affected_rows() != 1 {
-                return Err(AwsError::inconsistent("the coordination row is missing").into());
+                let frozen = Self::read_frozen(&mut tx).await?;
+                return Err(match frozen {
+                    Some(size) => Error::Frozen { size },
+                    None => AwsError::inconsistent("the coordination row is missing").into(),
+                });
             }
             let next = tx
                 .last_insert_id()
@@ -259,6 +283,35 @@ impl Coordinator for MysqlCoordinator {
             }
             tx.commit().await.map_err(AwsError::Mysql)?;
             Ok(first)
+        })
+        .await
+    }
+
+    /// One statement under the row lock: `frozen_at` becomes the next index, unless it is set.
+    async fn freeze(&self) -> Result<u64> {
+        self.bounded("freeze", async {
+            let mut tx = self
+                .pool
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(AwsError::Mysql)?;
+            tx.query_drop(
+                "UPDATE rekor_coordination SET frozen_at = next_index \
+                 WHERE id = 0 AND frozen_at IS NULL",
+            )
+            .await
+            .map_err(AwsError::Mysql)?;
+            let frozen = Self::read_frozen(&mut tx).await?;
+            tx.commit().await.map_err(AwsError::Mysql)?;
+            frozen.ok_or_else(|| AwsError::inconsistent("the freeze did not stick").into())
+        })
+        .await
+    }
+
+    async fn frozen(&self) -> Result<Option<u64>> {
+        self.bounded("frozen", async {
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
+            Self::read_frozen(&mut conn).await
         })
         .await
     }

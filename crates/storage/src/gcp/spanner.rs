@@ -46,6 +46,11 @@ const PUBLISHED_AT: &str = "PublishedAt";
 const ADD_PUBLISHED_AT: &str = "ALTER TABLE RekorCoordination ADD COLUMN PublishedAt TIMESTAMP \
      OPTIONS (allow_commit_timestamp = true)";
 
+/// The coordination row's column holding the final size of a frozen log (NULL: not frozen).
+const FROZEN_AT: &str = "FrozenAt";
+/// Adds [`FROZEN_AT`] to a coordination table created before freezing existed.
+const ADD_FROZEN_AT: &str = "ALTER TABLE RekorCoordination ADD COLUMN FrozenAt INT64";
+
 /// Grants a claim, stamped with the commit timestamp, when the last one is at least `@interval`
 /// microseconds old by Spanner's clock (or there is none, or `@interval` is 0). Two concurrent
 /// claims conflict on the row; Spanner aborts one, and its retry sees the winner's claim.
@@ -58,7 +63,7 @@ const SCHEMA: [(&str, &str); 3] = [
         COORDINATION,
         "CREATE TABLE IF NOT EXISTS RekorCoordination (\
          Id INT64 NOT NULL, NextIndex INT64 NOT NULL, IntegratedSize INT64 NOT NULL, \
-         PublishedAt TIMESTAMP OPTIONS (allow_commit_timestamp = true)\
+         PublishedAt TIMESTAMP OPTIONS (allow_commit_timestamp = true), FrozenAt INT64\
          ) PRIMARY KEY (Id)",
     ),
     (
@@ -146,10 +151,15 @@ type TxFuture<'tx, T> = Pin<Box<dyn Future<Output = TxOutput<T>> + Send + 'tx>>;
 
 /// Reads and checks the coordination row.
 async fn read_state(tx: &mut Transaction) -> TxOutput<SequenceState> {
+    Ok(read_coordination(tx).await?.map(|(state, _)| state))
+}
+
+/// Reads and checks the coordination row: the sizes, and the final size if the log is frozen.
+async fn read_coordination(tx: &mut Transaction) -> TxOutput<(SequenceState, Option<u64>)> {
     let row = tx
         .read_row(
             COORDINATION,
-            &["NextIndex", "IntegratedSize"],
+            &["NextIndex", "IntegratedSize", FROZEN_AT],
             Key::new(&COORDINATION_ID),
         )
         .await?;
@@ -159,7 +169,16 @@ async fn read_state(tx: &mut Transaction) -> TxOutput<SequenceState> {
         }
         .into()));
     };
-    decode_state(&row)
+    let frozen: Option<i64> = row.column_by_name(FROZEN_AT)?;
+    let state = match decode_state(&row)? {
+        Ok(state) => state,
+        Err(error) => return Ok(Err(error)),
+    };
+    Ok(frozen
+        .map(|size| to_u64(size, "negative frozen size"))
+        .transpose()
+        .map(|frozen| (state, frozen))
+        .map_err(Into::into))
 }
 
 fn decode_state(row: &Row) -> std::result::Result<Result<SequenceState>, SpannerError> {
@@ -418,6 +437,9 @@ fn missing_statements(ddl: &[String]) -> Vec<String> {
     if table(COORDINATION).is_some_and(|statement| !statement.contains(PUBLISHED_AT)) {
         missing.push(ADD_PUBLISHED_AT.to_owned());
     }
+    if table(COORDINATION).is_some_and(|statement| !statement.contains(FROZEN_AT)) {
+        missing.push(ADD_FROZEN_AT.to_owned());
+    }
     missing
 }
 
@@ -439,8 +461,11 @@ impl Coordinator for SpannerCoordinator {
                 let chunks = Arc::clone(&chunks);
                 let keys = Arc::clone(&keys);
                 Box::pin(async move {
-                    let state = match read_state(tx).await? {
-                        Ok(state) => state,
+                    // The freeze is read in the same transaction: a concurrent freeze and
+                    // this commit conflict on the row, and one of them goes first.
+                    let state = match read_coordination(tx).await? {
+                        Ok((_, Some(size))) => return Ok(Err(Error::Frozen { size })),
+                        Ok((state, None)) => state,
                         Err(error) => return Ok(Err(error)),
                     };
                     let first = state.sequenced;
@@ -496,6 +521,44 @@ impl Coordinator for SpannerCoordinator {
                 })
             }),
         )
+        .await
+    }
+
+    /// One read-write transaction: sets `FrozenAt` to the next index unless it is set already.
+    async fn freeze(&self) -> Result<u64> {
+        self.limited(
+            "freeze",
+            self.transact(|tx| {
+                Box::pin(async move {
+                    let state = match read_coordination(tx).await? {
+                        Ok((_, Some(size))) => return Ok(Ok(size)),
+                        Ok((state, None)) => state,
+                        Err(error) => return Ok(Err(error)),
+                    };
+                    let size = match to_i64(state.sequenced) {
+                        Ok(size) => size,
+                        Err(error) => return Ok(Err(error.into())),
+                    };
+                    tx.buffer_write(vec![update(
+                        COORDINATION,
+                        &["Id", FROZEN_AT],
+                        &[&COORDINATION_ID, &size],
+                    )]);
+                    Ok(Ok(state.sequenced))
+                })
+            }),
+        )
+        .await
+    }
+
+    async fn frozen(&self) -> Result<Option<u64>> {
+        self.limited("frozen", async {
+            let mut tx = self.client.single().await.map_err(GcpError::Spanner)?;
+            read_coordination(&mut tx)
+                .await
+                .map_err(GcpError::Spanner)?
+                .map(|(_, frozen)| frozen)
+        })
         .await
     }
 
@@ -684,7 +747,7 @@ mod tests {
         let current: Vec<String> = [
             "CREATE TABLE RekorCoordination (\n  Id INT64 NOT NULL,\n  NextIndex INT64 NOT NULL,\n  \
              IntegratedSize INT64 NOT NULL,\n  PublishedAt TIMESTAMP OPTIONS (\n    \
-             allow_commit_timestamp = true\n  ),\n) PRIMARY KEY(Id)",
+             allow_commit_timestamp = true\n  ),\n  FrozenAt INT64,\n) PRIMARY KEY(Id)",
             "CREATE TABLE RekorSequenced (\n  FirstIndex INT64 NOT NULL,\n) PRIMARY KEY(FirstIndex)",
             "CREATE TABLE RekorDedup (\n  DedupKey BYTES(32) NOT NULL,\n) PRIMARY KEY(DedupKey)",
         ]
@@ -701,7 +764,11 @@ mod tests {
         ];
         assert_eq!(
             missing_statements(&older),
-            vec![SCHEMA[1].1.to_owned(), ADD_PUBLISHED_AT.to_owned()]
+            vec![
+                SCHEMA[1].1.to_owned(),
+                ADD_PUBLISHED_AT.to_owned(),
+                ADD_FROZEN_AT.to_owned()
+            ]
         );
         assert_eq!(
             missing_statements(&[]),

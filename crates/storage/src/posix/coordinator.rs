@@ -3,6 +3,7 @@
 //! - `journal/`: the sequenced leaves, fsynced before they are answered and kept (on disk and in
 //!   memory) until the tiles made from them are durable (see [`super::journal`]);
 //! - `state`: the persisted integrated size and where the dedup index starts, replaced atomically;
+//! - `frozen`: present once the log is frozen, with its final size (see [`Coordinator::freeze`]);
 //! - `dedup/`: the dedup index's runs, derived from the log (see [`super::dedup`]);
 //! - `db/`: only in logs begun by an earlier version, which kept everything in a fjall database.
 //!   The first start of this version moves out of it; its dedup keys may stay, read-only, for the
@@ -31,6 +32,32 @@ use super::sync::{SyncTracker, sync_dir};
 use crate::{Coordinator, Error, Result, SequenceLeaf, SequenceState, dedup_key};
 
 const STATE_FILE: &str = "state";
+const FROZEN_FILE: &str = "frozen";
+const FROZEN_PREFIX: &str = "rekor posix frozen at ";
+
+/// Reads `.rekor/frozen`: the final size of a frozen log, `None` if it is not frozen.
+fn read_frozen(private: &Path) -> Result<Option<u64>, PosixError> {
+    match fs::read_to_string(private.join(FROZEN_FILE)) {
+        Ok(text) => text
+            .strip_prefix(FROZEN_PREFIX)
+            .and_then(|rest| rest.strip_suffix('\n'))
+            .and_then(|size| size.parse().ok())
+            .map(Some)
+            .ok_or(PosixError::Corrupt { what: "frozen file" }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `.rekor/frozen` durably (temporary file, fsync, rename, directory fsync).
+fn write_frozen(private: &Path, size: u64) -> io::Result<()> {
+    let temp = private.join(format!("{FROZEN_FILE}.tmp"));
+    let mut file = File::create(&temp)?;
+    file.write_all(format!("{FROZEN_PREFIX}{size}\n").as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&temp, private.join(FROZEN_FILE))?;
+    sync_dir(private)
+}
 const STATE_HEADER: &str = "rekor posix state v1";
 
 /// The state persisted in `.rekor/state`.
@@ -110,6 +137,8 @@ struct Inner {
     legacy: Option<LegacyDedup>,
     /// The persisted state; its integrated size moves at each release.
     persisted: Mutex<PersistedState>,
+    /// The final size once frozen; set under the sequencing lock, after `frozen` is durable.
+    frozen: Mutex<Option<u64>>,
     /// Why a sync failed, if one did. It is not retried: after a failed fsync the kernel may
     /// have dropped the dirty pages and a second fsync can succeed with the data never written,
     /// so nothing more is released (the journal keeps every leaf from here on), the coordinator
@@ -203,6 +232,7 @@ impl PosixCoordinator {
             .legacy
             .map(|format| LegacyDedup::open(private, format))
             .transpose()?;
+        let frozen = read_frozen(private)?;
         let (journal, recovered) =
             Journal::open(&journal_dir, persisted.integrated).map_err(PosixError::Journal)?;
         let state = SequenceState {
@@ -237,6 +267,7 @@ impl PosixCoordinator {
             index,
             legacy,
             persisted: Mutex::new(persisted),
+            frozen: Mutex::new(frozen),
             sync_failure: Mutex::new(None),
         };
         // Leaves kept beyond the persisted integrated size: objects made from them may not
@@ -290,6 +321,9 @@ impl Coordinator for PosixCoordinator {
         let sequencing = Arc::clone(&self.sequencing);
         self.blocking(move |inner, state| {
             let _sequencing = lock(&sequencing);
+            if let Some(size) = *lock(&inner.frozen) {
+                return Err(PosixError::Frozen { size });
+            }
             // Only this commit moves the sequenced size, so it stays put until the commit ends.
             let first = lock(state).sequenced;
             let overflow = || PosixError::Corrupt {
@@ -307,6 +341,27 @@ impl Coordinator for PosixCoordinator {
             Ok(first)
         })
         .await
+    }
+
+    async fn freeze(&self) -> Result<u64> {
+        let sequencing = Arc::clone(&self.sequencing);
+        self.blocking(move |inner, state| {
+            // Under the sequencing lock: no commit is half done, and none starts until the
+            // flag is set, so the final size is exactly what was sequenced.
+            let _sequencing = lock(&sequencing);
+            if let Some(size) = *lock(&inner.frozen) {
+                return Ok(size);
+            }
+            let size = lock(state).sequenced;
+            write_frozen(&inner.private, size)?;
+            *lock(&inner.frozen) = Some(size);
+            Ok(size)
+        })
+        .await
+    }
+
+    async fn frozen(&self) -> Result<Option<u64>> {
+        Ok(*lock(&self.inner.frozen))
     }
 
     async fn lookup(&self, dedup_keys: &[[u8; 32]]) -> Result<Vec<Option<u64>>> {

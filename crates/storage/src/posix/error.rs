@@ -38,6 +38,12 @@ pub(super) enum PosixError {
         /// Why the sync failed.
         failure: String,
     },
+    /// The log is frozen at `size`.
+    #[error("the log is frozen at size {size}")]
+    Frozen {
+        /// The final size.
+        size: u64,
+    },
     /// Another process holds the directory's lock.
     #[error("{path} is held by another process")]
     Locked {
@@ -70,6 +76,7 @@ impl From<PosixError> for Error {
                     source: Box::new(e),
                 }
             }
+            PosixError::Frozen { size } => Error::Frozen { size },
             PosixError::Database(e) => Error::Unavailable {
                 backend: BACKEND,
                 source: Box::new(e),

@@ -441,6 +441,19 @@ mod tests {
         let backend = PosixBackend::open(dir.path()).unwrap();
         crate::conformance::storage_suite(backend.storage.as_ref()).await;
         crate::conformance::coordinator_suite(backend.coordinator.as_ref()).await;
+        // The suite froze the log; the freeze is durable: a restart is still frozen.
+        drop(backend);
+        let again = PosixBackend::open(dir.path()).unwrap();
+        assert_eq!(again.coordinator.frozen().await.unwrap(), Some(3));
+        let late = crate::SequenceLeaf {
+            dedup_key: [7; 32],
+            data: bytes::Bytes::from_static(b"late"),
+        };
+        assert!(matches!(
+            again.coordinator.sequence(&[late]).await,
+            Err(crate::Error::Frozen { size: 3 })
+        ));
+        assert_eq!(again.coordinator.freeze().await.unwrap(), 3);
     }
 
     #[tokio::test]
