@@ -48,6 +48,12 @@ bench-smoke:
 bench-scale:
 	CARGO="$(CARGO)" bash bench/run.sh scale
 
+# The server alone on core 0, the generator on core 1 (taskset; needs 2 CPUs): writes/s over
+# single-core verify/s, server CPU per entry, the ceiling, p50 at c=256 (see BENCHMARKS.md).
+.PHONY: bench-pinned
+bench-pinned:
+	CARGO="$(CARGO)" bash bench/run.sh pinned
+
 clean:
 	$(CARGO) clean
 

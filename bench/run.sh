@@ -10,16 +10,27 @@
 #                                            failure. For CI.
 #   bench/run.sh scale   (make bench-scale)  SCALE_ENTRIES entries (default 10,000,000): RSS,
 #                                            restart time, bytes per entry beyond the leaf.
+#   bench/run.sh pinned  (make bench-pinned) the server alone on core 0, the generator on core 1
+#                                            (taskset): single-core P-256 verify/s (openssl on
+#                                            core 0), HTTP writes at c=1024 with the server's CPU
+#                                            per entry from /proc, the ceiling the same way, and
+#                                            the p50 of a c=256 round. Needs taskset and 2 CPUs.
 #
 # Every figure is printed next to the command that produced it. The last line of `full` is
 #   entries_per_s=<n> p256_verify_per_s=<n> ratio=<x.xx> p50_ms=<x.x> p99_ms=<x.x>
-# (p50/p99 from the half-load run). Servers listen on 127.0.0.1 only; every load is bounded.
+# (p50/p99 from the half-load run). The last line of `pinned` is (medians over rounds)
+#   pinned entries_per_s=<n> p256_verify_per_s_core0=<n> ratio=<x.xx> server_us_per_entry=<x.x>
+#   ceiling_ratio=<x.xx> ceiling_us_per_entry=<x.x> p50_ms_c256=<x.x> target_ratio=0.75
+#   target_p50_ms_c256=15
+# (one line; targets are reported, not enforced). Servers listen on 127.0.0.1 only; every load
+# is bounded.
 #
 # Environment: CARGO, CARGO_TARGET_DIR, BENCH_PROFILE (release|debug), BENCH_PORT (first port
 # to try, default 13000), BENCH_REQUESTS (20000 per round), BENCH_ROUNDS (3; the full-load rate
 # is their median, and so are the tile-read figures), BENCH_CONCURRENCY (1024), BENCH_HALF_SECONDS
 # (12), BENCH_READ_SECONDS (4; one wrk round), SCALE_ENTRIES (10000000),
-# BENCH_KEEP=1 keeps the temp dir.
+# BENCH_KEEP=1 keeps the temp dir. Pinned mode only: BENCH_OPENSSL_SECONDS (5; per openssl phase,
+# sign then verify), BENCH_LOW_CONCURRENCY (256; the latency round).
 set -euo pipefail
 
 # 1024 connections need more open files than the usual soft limit of 1024, in the generator and
@@ -27,8 +38,8 @@ set -euo pipefail
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 MODE=${1:-full}
-case "$MODE" in full | smoke | scale) ;; *)
-	echo "usage: $0 [full|smoke|scale]" >&2
+case "$MODE" in full | smoke | scale | pinned) ;; *)
+	echo "usage: $0 [full|smoke|scale|pinned]" >&2
 	exit 2
 	;;
 esac
@@ -45,11 +56,22 @@ CONCURRENCY=${BENCH_CONCURRENCY:-1024}
 HALF_SECONDS=${BENCH_HALF_SECONDS:-12}
 READ_SECONDS=${BENCH_READ_SECONDS:-4}
 SCALE_ENTRIES=${SCALE_ENTRIES:-10000000}
+OPENSSL_SECONDS=${BENCH_OPENSSL_SECONDS:-5}
+LOW_CONCURRENCY=${BENCH_LOW_CONCURRENCY:-256}
+# Pinned mode: the server (and the ceiling, and openssl) on this core, the generator on the other.
+SERVER_CPU=0
+CLIENT_CPU=1
+# Pinned mode's targets (printed beside the figures; the run does not fail on them).
+TARGET_RATIO=0.75
+TARGET_P50_MS=15
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/rekor-bench.XXXXXX")
 SERVER_PID=
 NGINX_PID=
 CEILING_PID=
+# Command prefixes for the servers and the generator (`taskset -c N` in pinned mode, else empty).
+SERVER_PIN=()
+CLIENT_PIN=()
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -115,8 +137,10 @@ build() {
 	[ "$PROFILE" = release ] && flag=(--release)
 	[ "$PROFILE" = release ] || [ "$PROFILE" = debug ] || die "BENCH_PROFILE must be release or debug"
 	run "$CARGO" build "${flag[@]}" -p rekor-server-posix -p rekor-bench
-	[ -x "$BIN/rekor-server-posix" ] && [ -x "$BIN/rekor-bench" ] && [ -x "$BIN/rekor-bench-ceiling" ] ||
-		die "binaries missing in $BIN"
+	local bin
+	for bin in rekor-server-posix rekor-bench rekor-bench-ceiling; do
+		[ -x "$BIN/$bin" ] || die "binaries missing in $BIN ($bin)"
+	done
 }
 
 # Prints the log's public key (base64 DER SPKI); generates the key in the storage dir if new.
@@ -131,11 +155,12 @@ http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 start_server() {
 	local dir=$1
 	shift
-	"$BIN/rekor-server-posix" serve --storage-dir "$dir" --hostname "$HOST" \
+	"${SERVER_PIN[@]}" "$BIN/rekor-server-posix" serve --storage-dir "$dir" --hostname "$HOST" \
 		--http-port "$HTTP_PORT" --grpc-port "$GRPC_PORT" --http-metrics-port "$METRICS_PORT" \
 		--log-level warn "$@" >>"$WORK/server.log" 2>&1 &
 	SERVER_PID=$!
-	local started=$(date +%s%N)
+	local started
+	started=$(date +%s%N)
 	until http_ok "$HTTP_URL/healthz"; do
 		kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
 		[ $(($(date +%s%N) - started)) -lt 600000000000 ] || die "the server did not answer /healthz within 600 s"
@@ -150,7 +175,7 @@ start_ceiling() {
 	local answer_bytes
 	answer_bytes=$(result "$WORK/warmup.out" answer_bytes 2>/dev/null || true)
 	CEILING_URL=http://127.0.0.1:$NGINX_PORT
-	"$BIN/rekor-bench-ceiling" --listen "127.0.0.1:$NGINX_PORT" --answer-bytes "${answer_bytes:-2048}" \
+	"${SERVER_PIN[@]}" "$BIN/rekor-bench-ceiling" --listen "127.0.0.1:$NGINX_PORT" --answer-bytes "${answer_bytes:-2048}" \
 		>>"$WORK/ceiling.log" 2>&1 &
 	CEILING_PID=$!
 	local tries=0
@@ -170,7 +195,8 @@ stop_ceiling() {
 
 # Stops the server with SIGTERM (graceful: drains and publishes) and checks it exits 0.
 stop_server() {
-	local started=$(date +%s%N)
+	local started
+	started=$(date +%s%N)
 	kill -TERM "$SERVER_PID"
 	local rc=0
 	wait "$SERVER_PID" || rc=$?
@@ -193,7 +219,7 @@ load() {
 	local name=$1
 	shift
 	local rc=0
-	run "$BIN/rekor-bench" --hostname "$HOST" --log-public-key "$LOG_KEY" "$@" | tee "$WORK/$name.out" || rc=$?
+	run "${CLIENT_PIN[@]}" "$BIN/rekor-bench" --hostname "$HOST" --log-public-key "$LOG_KEY" "$@" | tee "$WORK/$name.out" || rc=$?
 	[ "$rc" -eq 0 ] || die "rekor-bench run '$name' failed (exit $rc)"
 }
 
@@ -528,6 +554,136 @@ scale() {
 	log "bytes by kind: $sizes"
 	log "bytes per entry beyond the leaf: $(calc '%.1f' "($apparent - $leaf_bytes) / $created") apparent, $(calc '%.1f' "($disk * 1024 - $leaf_bytes) / $created") on disk"
 	log "scale_entries=$created rss_kib=$rss peak_rss_kib=$hwm restart_ms=$ready_ms bytes_per_entry_beyond_leaf=$(calc '%.1f' "($apparent - $leaf_bytes) / $created")"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+# Fails unless taskset can put the server and the generator on two cores of their own.
+pinned_preflight() {
+	command -v taskset >/dev/null ||
+		die "pinned mode needs taskset (Debian/Ubuntu package util-linux; apt-get install util-linux)"
+	local cpus
+	cpus=$(nproc)
+	[ "$cpus" -ge 2 ] ||
+		die "pinned mode needs 2 CPUs (server on CPU $SERVER_CPU, generator on CPU $CLIENT_CPU); this process may use $cpus"
+	local cpu
+	for cpu in "$SERVER_CPU" "$CLIENT_CPU"; do
+		taskset -c "$cpu" true 2>/dev/null ||
+			die "cannot pin to CPU $cpu with taskset; allowed here: $(taskset -pc $$ | awk -F': ' '{ print $2 }')"
+	done
+	command -v openssl >/dev/null || die "openssl is needed for the single-core P-256 verify rate"
+	command -v curl >/dev/null || die "curl is needed to wait for the servers"
+}
+
+# One OpenSSL process on the server's core: single-core ECDSA P-256 verifies per second.
+openssl_verify_core() {
+	run taskset -c "$SERVER_CPU" openssl speed -seconds "$OPENSSL_SECONDS" ecdsap256 2>/dev/null |
+		tee "$WORK/openssl-core.out" | tail -n 2 || die "openssl speed failed"
+	P256_VERIFY_CORE=$(awk '/nistp256/ { v = $NF } END { print v }' "$WORK/openssl-core.out")
+	[ -n "$P256_VERIFY_CORE" ] || die "could not parse openssl speed output"
+}
+
+# pinned_round <name> <pid> <idle pid> <rekor-bench args...>: one load on the process <pid>, with
+# the other pinned process idle beside it. Sets ROUND_{RATE,P50,P99,US,BUSY,CLIENT_US}: entries/s,
+# latency in ms, the process's CPU per acknowledged entry in µs (utime + stime from
+# /proc/<pid>/stat over the whole generator run, which is idle for it apart from the timed
+# phase), how much of its core it used over the timed phase, and the generator's CPU per request.
+pinned_round() {
+	local name=$1 pid=$2 idle=$3
+	shift 3
+	local hz before idle_before ticks idle_ticks created elapsed
+	hz=$(getconf CLK_TCK)
+	before=$(cpu_ticks "$pid")
+	idle_before=$(cpu_ticks "$idle")
+	load "$name" "$@"
+	ticks=$(($(cpu_ticks "$pid") - before))
+	idle_ticks=$(($(cpu_ticks "$idle") - idle_before))
+	created=$(result "$WORK/$name.out" created)
+	elapsed=$(result "$WORK/$name.out" elapsed_s)
+	ROUND_RATE=$(result "$WORK/$name.out" entries_per_s)
+	ROUND_P50=$(result "$WORK/$name.out" p50_ms)
+	ROUND_P99=$(result "$WORK/$name.out" p99_ms)
+	ROUND_CLIENT_US=$(result "$WORK/$name.out" client_cpu_us)
+	ROUND_US=$(calc '%.1f' "$ticks * 1000000 / $hz / $created")
+	ROUND_BUSY=$(calc '%.2f' "$ticks / $hz / $elapsed")
+	log "$name: $ROUND_RATE entries/s, p50 $ROUND_P50 ms, p99 $ROUND_P99 ms; CPU $ROUND_US us per entry ($ticks ticks at $hz/s over $created acknowledged entries), $ROUND_BUSY of core $SERVER_CPU over the timed ${elapsed} s; the idle process beside it used $idle_ticks ticks; generator $ROUND_CLIENT_US us per request on core $CLIENT_CPU"
+}
+
+# meets <awk condition>: "yes" or "no".
+meets() { if awk "BEGIN { exit !($1) }"; then echo yes; else echo no; fi; }
+
+pinned() {
+	pinned_preflight
+	build
+	pick_ports
+	local data=$WORK/data
+	mkdir -p "$data"
+	LOG_KEY=$(public_key "$data")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+
+	log ""
+	log "== 1. single-core limit: OpenSSL ECDSA P-256 verifies per second, one process on core $SERVER_CPU"
+	loadavg
+	openssl_verify_core
+	local verify_us
+	verify_us=$(calc '%.1f' "1000000 / $P256_VERIFY_CORE")
+	log "p256_verify_per_s_core$SERVER_CPU=$P256_VERIFY_CORE ($verify_us us per verify)"
+
+	log ""
+	log "== 2. HTTP writes with the server alone on core $SERVER_CPU and the generator on core $CLIENT_CPU (P-256,"
+	log "      server defaults, fresh log). Each round: ours at c=$CONCURRENCY, rekor-bench-ceiling (HTTP +"
+	log "      validation, no log, also on core $SERVER_CPU) at c=$CONCURRENCY, ours at c=$LOW_CONCURRENCY"
+	SERVER_PIN=(taskset -c "$SERVER_CPU")
+	CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+	log "\$ ${SERVER_PIN[*]} $BIN/rekor-server-posix serve --storage-dir $data --hostname $HOST --http-port $HTTP_PORT --grpc-port $GRPC_PORT --http-metrics-port $METRICS_PORT --log-level warn"
+	start_server "$data"
+	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
+	start_ceiling
+	log "\$ ${SERVER_PIN[*]} $BIN/rekor-bench-ceiling --listen 127.0.0.1:$NGINX_PORT --answer-bytes $(result "$WORK/warmup.out" answer_bytes)"
+	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+	local round rates=() us=() p50s=() p99s=() busy=() client_us=()
+	local ceiling_rates=() ceiling_us=() low_rates=() low_p50s=() low_p99s=() low_busy=()
+	for round in $(seq 1 "$ROUNDS"); do
+		loadavg
+		pinned_round "max-$round" "$SERVER_PID" "$CEILING_PID" \
+			--http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
+		rates+=("$ROUND_RATE") us+=("$ROUND_US") p50s+=("$ROUND_P50") p99s+=("$ROUND_P99")
+		busy+=("$ROUND_BUSY") client_us+=("$ROUND_CLIENT_US")
+		pinned_round "ceiling-$round" "$CEILING_PID" "$SERVER_PID" \
+			--http "$CEILING_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 0
+		ceiling_rates+=("$ROUND_RATE") ceiling_us+=("$ROUND_US")
+		pinned_round "c$LOW_CONCURRENCY-$round" "$SERVER_PID" "$CEILING_PID" \
+			--http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$LOW_CONCURRENCY" --verify-every 100
+		low_rates+=("$ROUND_RATE") low_p50s+=("$ROUND_P50") low_p99s+=("$ROUND_P99") low_busy+=("$ROUND_BUSY")
+		# A closed loop of n clients answered at r/s waits n / r on average (Little's law).
+		log "c$LOW_CONCURRENCY-$round: $LOW_CONCURRENCY / $ROUND_RATE per s = $(calc '%.1f' "$LOW_CONCURRENCY * 1000 / $ROUND_RATE") ms mean wait"
+	done
+	stop_ceiling
+	stop_server
+	SERVER_PIN=()
+	CLIENT_PIN=()
+
+	local rate server_us ceiling_rate ceiling_med_us low_rate low_p50 ratio ceiling_ratio
+	rate=$(median "${rates[@]}")
+	server_us=$(median "${us[@]}")
+	ceiling_rate=$(median "${ceiling_rates[@]}")
+	ceiling_med_us=$(median "${ceiling_us[@]}")
+	low_rate=$(median "${low_rates[@]}")
+	low_p50=$(median "${low_p50s[@]}")
+	ratio=$(calc '%.2f' "$rate / $P256_VERIFY_CORE")
+	ceiling_ratio=$(calc '%.2f' "$ceiling_rate / $P256_VERIFY_CORE")
+	log ""
+	log "== summary (medians of $ROUNDS rounds; targets in parentheses are reported, not enforced)"
+	log "rounds, ours c=$CONCURRENCY (entries/s): ${rates[*]}; us per entry: ${us[*]}; core busy: ${busy[*]}"
+	log "rounds, ceiling c=$CONCURRENCY (entries/s): ${ceiling_rates[*]}; us per entry: ${ceiling_us[*]}"
+	log "rounds, ours c=$LOW_CONCURRENCY (entries/s): ${low_rates[*]}; p50 ms: ${low_p50s[*]}; p99 ms: ${low_p99s[*]}; core busy: ${low_busy[*]}"
+	log "core $SERVER_CPU P-256 verify/s (openssl, one process): $P256_VERIFY_CORE = $verify_us us per verify"
+	log "HTTP P-256 writes/s, server alone on core $SERVER_CPU, c=$CONCURRENCY: $rate = $ratio x verify/s   (>= $TARGET_RATIO: $(meets "$ratio >= $TARGET_RATIO"))"
+	log "  p50 $(median "${p50s[@]}") ms, p99 $(median "${p99s[@]}") ms; server CPU per entry $server_us us (verify / that = $(calc '%.2f' "$verify_us / $server_us")), core busy $(median "${busy[@]}")"
+	log "ceiling (HTTP + validation, no log) on core $SERVER_CPU: $ceiling_rate entries/s = $ceiling_ratio x verify/s, $ceiling_med_us us per entry; ours = $(calc '%.2f' "$rate / $ceiling_rate") of it"
+	log "c=$LOW_CONCURRENCY closed loop: p50 $low_p50 ms, p99 $(median "${low_p99s[@]}") ms at $low_rate entries/s ($LOW_CONCURRENCY / rate = $(calc '%.1f' "$LOW_CONCURRENCY * 1000 / $low_rate") ms), core busy $(median "${low_busy[@]}")   (p50 < $TARGET_P50_MS ms: $(meets "$low_p50 < $TARGET_P50_MS"))"
+	log "load generator CPU per request on core $CLIENT_CPU: $(median "${client_us[@]}") us (median round, c=$CONCURRENCY)"
+	log "pinned entries_per_s=$(calc '%.0f' "$rate") p256_verify_per_s_core$SERVER_CPU=$(calc '%.0f' "$P256_VERIFY_CORE") ratio=$ratio server_us_per_entry=$server_us ceiling_ratio=$ceiling_ratio ceiling_us_per_entry=$ceiling_med_us p50_ms_c$LOW_CONCURRENCY=$(calc '%.1f' "$low_p50") target_ratio=$TARGET_RATIO target_p50_ms_c$LOW_CONCURRENCY=$TARGET_P50_MS"
 }
 
 cd "$ROOT"
