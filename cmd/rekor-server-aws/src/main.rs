@@ -25,7 +25,8 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   REKOR_AWS_MYSQL_DSN='rekor:secret@tcp(db:3306)/rekor' \\
   rekor-server-aws serve --hostname log.example.dev --signer-filepath signer.pem --aws-bucket my-log-tiles
-  rekor-server-aws info --hostname log.example.dev --signer-filepath signer.pem";
+  rekor-server-aws info --hostname log.example.dev --signer-filepath signer.pem
+  rekor-server-aws freeze --hostname log.example.dev --signer-filepath signer.pem --aws-bucket my-log-tiles";
 
 #[derive(Subcommand)]
 enum Command {
@@ -33,6 +34,9 @@ enum Command {
     Serve(AwsArgs),
     /// Print the origin, public key, log ID, and the TrustedRoot and SigningConfig entries clients need.
     Info(InfoArgs),
+    /// End the log for good: every frontend stops taking entries, a final checkpoint is
+    /// published, and no larger checkpoint is ever signed. Frontends may keep running (read-only).
+    Freeze(AwsArgs),
 }
 
 #[derive(Args)]
@@ -59,17 +63,29 @@ struct InfoArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Info(args) => Ok(rekor_server::print_identity(&args.server, None)?),
+        Command::Freeze(args) => {
+            rekor_server::init_tracing(&args.server);
+            let backend = connect(&args).await?;
+            let frozen = rekor_server::freeze(&args.server, &backend).await?;
+            frozen.print();
+            Ok(())
+        }
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);
-            let storage = S3Storage::connect(S3Config::from_env(&args.aws_bucket))
-                .with_context(|| format!("connecting to bucket {}", args.aws_bucket))?;
-            let mysql = MysqlConfig::from_dsn(&args.aws_mysql_dsn).context("--aws-mysql-dsn")?;
-            let coordinator = MysqlCoordinator::connect(&mysql)
-                .await
-                .context("connecting to MySQL")?;
-            let backend = Backend::new(Arc::new(storage), Arc::new(coordinator));
+            let backend = connect(&args).await?;
             rekor_server::run(args.server, backend).await?;
             Ok(())
         }
     }
+}
+
+/// Connects to the bucket and the database, as the server's backend.
+async fn connect(args: &AwsArgs) -> anyhow::Result<Backend> {
+    let storage = S3Storage::connect(S3Config::from_env(&args.aws_bucket))
+        .with_context(|| format!("connecting to bucket {}", args.aws_bucket))?;
+    let mysql = MysqlConfig::from_dsn(&args.aws_mysql_dsn).context("--aws-mysql-dsn")?;
+    let coordinator = MysqlCoordinator::connect(&mysql)
+        .await
+        .context("connecting to MySQL")?;
+    Ok(Backend::new(Arc::new(storage), Arc::new(coordinator)))
 }

@@ -28,7 +28,9 @@ struct Cli {
 const EXAMPLES: &str = "Examples:
   rekor-server-gcp serve --hostname log.example.dev --signer-filepath signer.pem \\
       --gcp-bucket my-log-tiles --gcp-spanner projects/p/instances/i/databases/d
-  rekor-server-gcp info --hostname log.example.dev --signer-filepath signer.pem";
+  rekor-server-gcp info --hostname log.example.dev --signer-filepath signer.pem
+  rekor-server-gcp freeze --hostname log.example.dev --signer-filepath signer.pem \\
+      --gcp-bucket my-log-tiles --gcp-spanner projects/p/instances/i/databases/d";
 
 #[derive(Subcommand)]
 enum Command {
@@ -36,6 +38,9 @@ enum Command {
     Serve(GcpArgs),
     /// Print the origin, public key, log ID, and the TrustedRoot and SigningConfig entries clients need.
     Info(InfoArgs),
+    /// End the log for good: every frontend stops taking entries, a final checkpoint is
+    /// published, and no larger checkpoint is ever signed. Frontends may keep running (read-only).
+    Freeze(GcpArgs),
 }
 
 #[derive(Args)]
@@ -61,20 +66,32 @@ struct InfoArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Info(args) => Ok(rekor_server::print_identity(&args.server, None)?),
+        Command::Freeze(args) => {
+            rekor_server::init_tracing(&args.server);
+            let backend = connect(&args).await?;
+            let frozen = rekor_server::freeze(&args.server, &backend).await?;
+            frozen.print();
+            Ok(())
+        }
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);
-            let storage = GcsStorage::connect(GcsConfig::new(&args.gcp_bucket))
-                .await
-                .with_context(|| format!("connecting to bucket {}", args.gcp_bucket))?;
-            let coordinator = SpannerCoordinator::connect(SpannerConfig::new(&args.gcp_spanner))
-                .await
-                .with_context(|| format!("connecting to Spanner {}", args.gcp_spanner))?;
-            let backend = Backend {
-                min_checkpoint_interval: MIN_CHECKPOINT_INTERVAL,
-                ..Backend::new(Arc::new(storage), Arc::new(coordinator))
-            };
+            let backend = connect(&args).await?;
             rekor_server::run(args.server, backend).await?;
             Ok(())
         }
     }
+}
+
+/// Connects to the bucket and the database, as the server's backend.
+async fn connect(args: &GcpArgs) -> anyhow::Result<Backend> {
+    let storage = GcsStorage::connect(GcsConfig::new(&args.gcp_bucket))
+        .await
+        .with_context(|| format!("connecting to bucket {}", args.gcp_bucket))?;
+    let coordinator = SpannerCoordinator::connect(SpannerConfig::new(&args.gcp_spanner))
+        .await
+        .with_context(|| format!("connecting to Spanner {}", args.gcp_spanner))?;
+    Ok(Backend {
+        min_checkpoint_interval: MIN_CHECKPOINT_INTERVAL,
+        ..Backend::new(Arc::new(storage), Arc::new(coordinator))
+    })
 }

@@ -25,7 +25,8 @@ struct Cli {
 
 const EXAMPLES: &str = "Examples:
   rekor-server-posix serve --storage-dir ./rekor-data --hostname localhost
-  rekor-server-posix info --storage-dir ./rekor-data --hostname localhost";
+  rekor-server-posix info --storage-dir ./rekor-data --hostname localhost
+  rekor-server-posix freeze --storage-dir ./rekor-data --hostname localhost";
 
 #[derive(Subcommand)]
 enum Command {
@@ -33,6 +34,9 @@ enum Command {
     Serve(PosixArgs),
     /// Print the origin, public key, log ID, and the TrustedRoot and SigningConfig entries clients need.
     Info(PosixArgs),
+    /// End the log for good: publish a final checkpoint; from then on it serves reads only and
+    /// no larger checkpoint is ever signed. Stop the server first (the directory is locked).
+    Freeze(PosixArgs),
 }
 
 #[derive(Args)]
@@ -55,17 +59,20 @@ async fn main() -> anyhow::Result<()> {
                 Some(&args.storage_dir),
             )?)
         }
+        Command::Freeze(args) => {
+            rekor_server::init_tracing(&args.server);
+            let (posix, backend) = open(&args)?;
+            let frozen = rekor_server::freeze(&args.server, &backend).await?;
+            posix
+                .sync()
+                .await
+                .context("syncing the storage dir after the freeze")?;
+            frozen.print();
+            Ok(())
+        }
         Command::Serve(args) => {
             rekor_server::init_tracing(&args.server);
-            let posix = PosixBackend::open(&args.storage_dir)
-                .with_context(|| format!("opening storage dir {}", args.storage_dir.display()))?;
-            let backend = Backend {
-                generated_key_dir: Some(args.storage_dir),
-                ..Backend::new(
-                    Arc::clone(&posix.storage) as _,
-                    Arc::clone(&posix.coordinator) as _,
-                )
-            };
+            let (posix, backend) = open(&args)?;
             rekor_server::run(args.server, backend).await?;
             // The log is closed: make its last tiles durable, so the next start has nothing
             // to integrate again.
@@ -76,4 +83,18 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Opens the storage directory, as the server's backend.
+fn open(args: &PosixArgs) -> anyhow::Result<(PosixBackend, Backend)> {
+    let posix = PosixBackend::open(&args.storage_dir)
+        .with_context(|| format!("opening storage dir {}", args.storage_dir.display()))?;
+    let backend = Backend {
+        generated_key_dir: Some(args.storage_dir.clone()),
+        ..Backend::new(
+            Arc::clone(&posix.storage) as _,
+            Arc::clone(&posix.coordinator) as _,
+        )
+    };
+    Ok((posix, backend))
 }

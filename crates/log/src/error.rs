@@ -44,17 +44,36 @@ pub enum LogError {
         /// What disagreed.
         reason: String,
     },
+    /// The log is frozen at `size` entries (see `Coordinator::freeze`) and takes no more.
+    #[error("the log is frozen at size {size}")]
+    Frozen {
+        /// The final tree size.
+        size: u64,
+    },
     /// A tile, proof or signing step failed where it must not; a bug or corrupt storage.
     #[error("internal error: {reason}")]
     Internal {
         /// What failed.
         reason: String,
     },
+    /// Failing closed (`LogConfig::witness_fail_closed`), the checkpoint was not published: its
+    /// witness quorum was not reached in time. Publication is retried; transient, like an
+    /// unavailable store.
+    #[error("checkpoint {size} withheld: no witness quorum in time ({cosignatures} cosignatures)")]
+    WitnessQuorum {
+        /// The tree size of the withheld checkpoint.
+        size: u64,
+        /// How many cosignatures came in time.
+        cosignatures: usize,
+    },
 }
 
 impl From<rekor_storage::Error> for LogError {
     fn from(error: rekor_storage::Error) -> Self {
-        LogError::Storage(Arc::new(error))
+        match error {
+            rekor_storage::Error::Frozen { size } => LogError::Frozen { size },
+            other => LogError::Storage(Arc::new(other)),
+        }
     }
 }
 

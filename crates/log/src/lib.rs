@@ -13,6 +13,9 @@
 //! The log never acknowledges an entry before its checkpoint is durable, and never signs a
 //! checkpoint that is not an extension of the one in storage: [`Log::open`] finishes integrating
 //! whatever was sequenced before a crash, and checks the stored checkpoint against the tiles.
+//!
+//! With [`LogConfig::witnesses`] set, each checkpoint is cosigned by witnesses (see
+//! [`Witnessing`]) between signing and storing it, and the stored note carries their lines.
 
 mod dedup;
 mod error;
@@ -21,6 +24,7 @@ mod pipeline;
 mod publisher;
 mod recovery;
 mod tiles;
+mod witness;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,6 +37,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use error::LogError;
+pub use witness::{ConsistencyProofs, WitnessRequest, WitnessRequestCount, Witnessed, Witnessing};
 
 use dedup::DedupCache;
 use pipeline::Request;
@@ -56,6 +61,12 @@ pub struct LogConfig {
     /// Consult the coordinator's persistent dedup index (not only the in-memory cache), so
     /// duplicates are refused after a restart and beyond the cache's reach.
     pub persistent_dedup: bool,
+    /// Witnesses to cosign each checkpoint before it is stored; `None`: no witnessing.
+    pub witnesses: Option<Arc<dyn Witnessing>>,
+    /// Without the witness quorum, do not publish the checkpoint: its entries get an error and
+    /// publication is retried, as for a storage failure. Otherwise (the default, and what
+    /// rekor-tiles does) the checkpoint is published with whatever cosignatures came in time.
+    pub witness_fail_closed: bool,
 }
 
 impl Default for LogConfig {
@@ -68,6 +79,8 @@ impl Default for LogConfig {
             dedup_cache_size: 100_000,
             retry_backoff: Duration::from_millis(500),
             persistent_dedup: true,
+            witnesses: None,
+            witness_fail_closed: false,
         }
     }
 }
@@ -107,6 +120,8 @@ pub struct LogStats {
     publish_failures: AtomicU64,
     proof_failures: AtomicU64,
     outstanding: AtomicUsize,
+    unwitnessed: AtomicU64,
+    withheld: AtomicU64,
 }
 
 impl LogStats {
@@ -144,6 +159,14 @@ impl LogStats {
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
+    /// Checkpoints published without the witness quorum (failing open).
+    pub fn checkpoints_without_quorum(&self) -> u64 {
+        self.unwitnessed.load(Ordering::Relaxed)
+    }
+    /// Checkpoints not published for want of the witness quorum (failing closed).
+    pub fn checkpoints_withheld(&self) -> u64 {
+        self.withheld.load(Ordering::Relaxed)
+    }
 
     fn record_sequenced(&self, n: usize) {
         self.entries_sequenced
@@ -165,6 +188,12 @@ impl LogStats {
     fn record_proof_failure(&self) {
         self.proof_failures.fetch_add(1, Ordering::Relaxed);
     }
+    fn record_unwitnessed(&self) {
+        self.unwitnessed.fetch_add(1, Ordering::Relaxed);
+    }
+    fn record_withheld(&self) {
+        self.withheld.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A handle to a running log. Cheap to clone.
@@ -183,6 +212,7 @@ struct Shared {
     checkpoint: watch::Receiver<Arc<PublishedCheckpoint>>,
     stats: Arc<LogStats>,
     max_outstanding: usize,
+    witnesses: Option<Arc<dyn Witnessing>>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +265,11 @@ impl Log {
     /// The storage the log publishes to.
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.shared.storage
+    }
+
+    /// The witnesses that cosign its checkpoints, if any.
+    pub fn witnesses(&self) -> Option<&Arc<dyn Witnessing>> {
+        self.shared.witnesses.as_ref()
     }
 
     /// Adds one canonical entry and waits until a durable checkpoint covers it.

@@ -78,13 +78,8 @@ impl Publisher {
         self.last_published
     }
 
-    /// Signs and writes the checkpoint for a tree of `size` with `root`, whose tiles are durable.
-    pub(crate) async fn publish(
-        &mut self,
-        storage: &dyn Storage,
-        size: u64,
-        root: Hash,
-    ) -> Result<Arc<PublishedCheckpoint>, LogError> {
+    /// Signs the checkpoint for a tree of `size` with `root`.
+    pub(crate) fn sign(&self, size: u64, root: Hash) -> Result<Bytes, LogError> {
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             size,
@@ -95,7 +90,18 @@ impl Publisher {
             .signer
             .sign_checkpoint(&checkpoint)
             .map_err(|e| LogError::internal(format!("signing the checkpoint: {e}")))?;
-        let note = Bytes::from(note);
+        Ok(Bytes::from(note))
+    }
+
+    /// Writes `note`, the signed (and possibly cosigned) checkpoint for a tree of `size` with
+    /// `root` whose tiles are durable, in place of the stored one.
+    pub(crate) async fn write(
+        &mut self,
+        storage: &dyn Storage,
+        note: Bytes,
+        size: u64,
+        root: Hash,
+    ) -> Result<Arc<PublishedCheckpoint>, LogError> {
         let version = storage
             .write_checkpoint(note.clone(), self.version.as_ref())
             .await?;

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use rekor_note::{LogSigner, Origin};
 use rekor_storage::{Coordinator, Storage};
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::dedup::DedupCache;
 use crate::integrator::Integrator;
@@ -85,6 +85,7 @@ impl Log {
         let stats = Arc::new(LogStats::default());
         let (sender, receiver) = mpsc::channel(config.pushback_max_outstanding.max(1));
         let max_outstanding = config.pushback_max_outstanding;
+        let witnesses = config.witnesses.clone();
         let mut pipeline = Pipeline::new(
             config,
             Arc::clone(&storage),
@@ -116,20 +117,28 @@ impl Log {
             .as_ref()
             .is_none_or(|(checkpoint, _)| checkpoint.size != size.get())
         {
-            match pipeline.publish_tree().await? {
-                Publication::Covered(published) => {
+            match pipeline.publish_tree().await {
+                Ok(Publication::Covered(published)) => {
                     info!(
                         tree_size = published.size,
                         "published the recovered checkpoint"
                     );
                     Some(published.size)
                 }
-                Publication::Deferred(_) => {
+                Ok(Publication::Deferred(_)) => {
                     info!(
                         "another frontend holds the checkpoint write; publishing on a later turn"
                     );
                     None
                 }
+                Err(e @ LogError::WitnessQuorum { .. }) => {
+                    // Failing closed: a witness outage must not keep the log from starting. The
+                    // pipeline retries, and refuses new entries meanwhile.
+                    warn!(error = %e, "the recovered checkpoint is not published yet");
+                    pipeline.retry_publication_later();
+                    None
+                }
+                Err(e) => return Err(e),
             }
         } else {
             Some(size.get())
@@ -150,6 +159,7 @@ impl Log {
                 checkpoint: checkpoint_receiver,
                 stats,
                 max_outstanding,
+                witnesses,
             }),
         })
     }

@@ -2,7 +2,8 @@
 //!
 //! The signed message is `cosignature/v1\ntime <decimal timestamp>\n` followed by the checkpoint
 //! note text; the signature is the 8-byte big-endian timestamp followed by the 64-byte Ed25519
-//! signature. ML-DSA-44 cosignatures (type 0x06) are not supported.
+//! signature. ML-DSA-44 cosignatures (type 0x06) are in [`crate::MlDsa44Verifier`] and
+//! [`crate::MlDsa44Signer`].
 
 use core::fmt;
 

@@ -133,6 +133,34 @@ pub enum NoteError {
         key_name: String,
     },
 
+    /// An ML-DSA-44 cosignature was asked for a checkpoint with extension lines, which its
+    /// signed message does not cover (tlog-cosignature, "ML-DSA-44 signed message").
+    #[error(
+        "ML-DSA-44 checkpoint signatures do not cover extension lines; the checkpoint has some"
+    )]
+    MlDsaCheckpointExtensions,
+    /// A checkpoint origin is too long for the one-byte length of the ML-DSA-44 signed message.
+    #[error("checkpoint origin is {len} bytes; ML-DSA-44 signatures allow at most 255")]
+    MlDsaOriginTooLong {
+        /// Length of the origin in bytes.
+        len: usize,
+    },
+    /// A second log key was given a key name other than the log's.
+    #[error("second log key is named {found:?}, the log key is named {expected:?}")]
+    KeyNameMismatch {
+        /// The log's key name.
+        expected: String,
+        /// The second key's name.
+        found: String,
+    },
+    /// Two log keys with the same name have the same 4-byte key ID, so verifiers could not tell
+    /// their signature lines apart.
+    #[error("the two log keys share the key ID {key_id:02x?}; generate another key")]
+    KeyIdCollision {
+        /// The shared key ID.
+        key_id: [u8; 4],
+    },
+
     // ----- checkpoints -----
     /// The checkpoint text does not end with a newline.
     #[error("checkpoint text does not end with a newline")]
@@ -239,6 +267,12 @@ pub enum NoteError {
         /// Dotted OID of the curve, or `none` when the key names no curve.
         oid: String,
     },
+    /// An ML-DSA-44 PKCS#8 key holds neither RFC 9881's seed form nor its seed-and-expanded-key
+    /// form, or the two halves of the latter disagree.
+    #[error(
+        "ML-DSA-44 private key is not in RFC 9881 seed (or seed and expanded key) form, or its halves disagree"
+    )]
+    MlDsaPrivateKeyForm,
     /// Encoding a key to DER or PEM failed.
     #[error("key could not be encoded")]
     KeyEncoding,

@@ -12,7 +12,10 @@ use zeroize::Zeroizing;
 
 use crate::pem::{PrivateKey, decode_private_key_pem};
 use crate::vkey::{SIG_TYPE_ECDSA, SIG_TYPE_ED25519, Vkey, format_vkey, key_hash, key_id_of};
-use crate::{Checkpoint, KeyName, Note, NoteError, NoteSignature, NoteSigner, NoteVerifier};
+use crate::{
+    Checkpoint, KeyName, MlDsa44Signer, MlDsa44Verifier, Note, NoteError, NoteSignature,
+    NoteSigner, NoteVerifier,
+};
 
 /// The signature algorithms a log key may use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -331,18 +334,30 @@ impl NoteVerifier for LogVerifier {
     }
 }
 
-/// The log's private key; signs checkpoints. Implements [`NoteSigner`].
+/// The log's private key; signs checkpoints. Implements [`NoteSigner`] (with the primary key).
 ///
-/// Signing is deterministic (Ed25519, and RFC 6979 for ECDSA), so no RNG is needed.
+/// Signing is deterministic (Ed25519, RFC 6979 for ECDSA, FIPS 204's deterministic variant for
+/// ML-DSA-44), so no RNG is needed.
+///
+/// Optionally it also holds an ML-DSA-44 key ([`LogSigner::with_mldsa44`]); checkpoints are then
+/// dual-signed: the primary line, then the ML-DSA-44 line.
 pub struct LogSigner {
     key: PrivateKey,
     verifier: LogVerifier,
+    mldsa: Option<SecondKey>,
+}
+
+/// The ML-DSA-44 key of a dual-signing log and the clock its timestamps come from.
+struct SecondKey {
+    signer: MlDsa44Signer,
+    now: fn() -> u64,
 }
 
 impl fmt::Debug for LogSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LogSigner")
             .field("verifier", &self.verifier)
+            .field("mldsa44", &self.mldsa.as_ref().map(|m| m.signer.verifier()))
             .finish_non_exhaustive()
     }
 }
@@ -355,7 +370,11 @@ impl LogSigner {
             PrivateKey::P384(k) => PublicKey::P384(*k.verifying_key()),
         };
         let verifier = LogVerifier::from_key(name, public)?;
-        Ok(Self { key, verifier })
+        Ok(Self {
+            key,
+            verifier,
+            mldsa: None,
+        })
     }
 
     /// Loads a PEM private key, as `--signer-filepath` / `--signer-password` do.
@@ -404,6 +423,7 @@ impl LogSigner {
                 spki_der,
                 log_id,
             },
+            mldsa: None,
         }
     }
 
@@ -474,13 +494,62 @@ impl LogSigner {
         self.verifier.clone()
     }
 
-    /// Signs a checkpoint and returns the complete signed note.
+    /// Adds an ML-DSA-44 key: from now on every checkpoint is dual-signed. `now` returns the
+    /// current POSIX time in seconds; it is called once per checkpoint for the ML-DSA-44
+    /// `timestamped_signature` (a non-zero timestamp states that, as of then, this is the largest
+    /// tree the log has signed, which holds for a log's own checkpoints).
+    ///
+    /// # Errors
+    /// [`NoteError::KeyNameMismatch`] unless `mldsa` has this log's key name, or
+    /// [`NoteError::KeyIdCollision`] if both keys have the same 4-byte key ID.
+    pub fn with_mldsa44(
+        mut self,
+        mldsa: MlDsa44Signer,
+        now: fn() -> u64,
+    ) -> Result<Self, NoteError> {
+        if mldsa.name() != &self.verifier.name {
+            return Err(NoteError::KeyNameMismatch {
+                expected: self.verifier.name.as_str().to_owned(),
+                found: mldsa.name().as_str().to_owned(),
+            });
+        }
+        let key_id = mldsa.verifier().key_id();
+        if key_id == self.verifier.key_id() {
+            return Err(NoteError::KeyIdCollision { key_id });
+        }
+        self.mldsa = Some(SecondKey { signer: mldsa, now });
+        Ok(self)
+    }
+
+    /// The verifier of the ML-DSA-44 key, when the log dual-signs.
+    #[must_use]
+    pub fn mldsa44_verifier(&self) -> Option<MlDsa44Verifier> {
+        self.mldsa.as_ref().map(|m| m.signer.verifier())
+    }
+
+    /// Signs a checkpoint and returns the complete signed note: the primary signature line, then
+    /// the ML-DSA-44 one when the log dual-signs (timestamped by the clock given to
+    /// [`LogSigner::with_mldsa44`]).
     ///
     /// # Errors
     /// [`NoteError::OriginMismatch`] unless the origin equals this key's name (rekor-tiles signs
-    /// with the `--hostname` as both), [`NoteError::CheckpointExtensionInvalid`], or a signing
-    /// error.
+    /// with the `--hostname` as both), [`NoteError::CheckpointExtensionInvalid`], when
+    /// dual-signing the errors of [`crate::mldsa44_checkpoint_message`], or a signing error.
     pub fn sign_checkpoint(&self, cp: &Checkpoint) -> Result<Vec<u8>, NoteError> {
+        let timestamp = self.mldsa.as_ref().map_or(0, |m| (m.now)());
+        self.sign_checkpoint_at(cp, timestamp)
+    }
+
+    /// As [`LogSigner::sign_checkpoint`], with the ML-DSA-44 timestamp given (POSIX seconds;
+    /// unused by a log without an ML-DSA-44 key).
+    ///
+    /// # Errors
+    /// As [`LogSigner::sign_checkpoint`].
+    pub fn sign_checkpoint_at(
+        &self,
+        cp: &Checkpoint,
+        timestamp: u64,
+    ) -> Result<Vec<u8>, NoteError> {
         if cp.origin.as_str() != self.verifier.name.as_str() {
             return Err(NoteError::OriginMismatch {
                 origin: cp.origin.as_str().to_owned(),
@@ -488,7 +557,11 @@ impl LogSigner {
             });
         }
         cp.validate()?;
-        let note = crate::sign_note(&cp.to_text(), &[self])?;
+        let text = cp.to_text();
+        let mut note = crate::sign_note(&text, &[self])?;
+        if let Some(mldsa) = &self.mldsa {
+            note.push_signature(mldsa.signer.cosign_checkpoint(cp, timestamp)?)?;
+        }
         Ok(note.to_bytes())
     }
 

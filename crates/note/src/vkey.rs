@@ -13,6 +13,9 @@ pub const SIG_TYPE_ED25519: u8 = 0x01;
 pub const SIG_TYPE_ECDSA: u8 = 0x02;
 /// Signature type byte of timestamped Ed25519 cosignatures (c2sp.org/tlog-cosignature).
 pub const SIG_TYPE_COSIGNATURE_V1: u8 = 0x04;
+/// Signature type byte of timestamped ML-DSA-44 (sub)tree cosignatures
+/// (c2sp.org/tlog-cosignature), the signature tlog-checkpoint recommends for logs.
+pub const SIG_TYPE_MLDSA44_COSIGNATURE: u8 = 0x06;
 
 /// SHA-256(name || 0x0A || sig_type || public_key): the signed-note recommended key hash.
 ///

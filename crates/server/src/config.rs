@@ -76,6 +76,19 @@ pub struct ServerArgs {
     /// Password for an encrypted signing key.
     #[arg(long, env = "REKOR_SIGNER_PASSWORD", hide_env_values = true)]
     pub signer_password: Option<String>,
+    /// Path to an ML-DSA-44 private key: unencrypted PKCS#8 PEM (`PRIVATE KEY`), RFC 9881 seed
+    /// or seed-and-expanded-key form, not readable by others. When set, every checkpoint is
+    /// dual-signed: the line of the --signer-filepath (or generated) key, then an ML-DSA-44
+    /// line under the same name (c2sp.org/tlog-cosignature, type 0x06, timestamped). Clients
+    /// that do not know the ML-DSA-44 key ignore its line.
+    #[arg(long, conflicts_with = "signer_mldsa_generate")]
+    pub signer_mldsa_filepath: Option<PathBuf>,
+    /// Dual-sign with an ML-DSA-44 key generated in the storage directory
+    /// (`.rekor/signer-mldsa.pem`, mode 0600) on first start and reused after; POSIX server only.
+    /// No ML-DSA-44 key is generated or used without this flag, so keep passing it once clients
+    /// rely on the key.
+    #[arg(long)]
+    pub signer_mldsa_generate: bool,
 
     /// Most entries in one batch.
     #[arg(long, default_value_t = 256)]
@@ -119,6 +132,22 @@ pub struct ServerArgs {
     /// Client signing algorithms to accept, comma-separated (default: all that Rekor v2 allows).
     #[arg(long, value_delimiter = ',')]
     pub client_signing_algorithms: Option<Vec<String>>,
+
+    /// Witness policy file, in the format rekor-tiles reads (c2sp.org/tlog-policy): lines
+    /// `witness <name> <vkey> <url>`, `group <name> <k>|any|all <member>...` and `quorum <name>`.
+    /// Each checkpoint is sent to the quorum's witnesses (c2sp.org/tlog-witness
+    /// `<url>/add-checkpoint`) and stored, served and returned with their cosignatures.
+    #[arg(long)]
+    pub witness_policy_path: Option<PathBuf>,
+    /// How long a checkpoint waits for witness cosignatures (Tessera's default). Entries wait for
+    /// their checkpoint, so this bounds what witnessing adds to a write.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub witness_timeout: Duration,
+    /// Publish no checkpoint without the witness quorum: its entries get HTTP 503 / gRPC
+    /// Unavailable and publication is retried. By default (as in rekor-tiles) a checkpoint is
+    /// published with the cosignatures that came in time, and the miss is counted and logged.
+    #[arg(long, requires = "witness_policy_path")]
+    pub witness_fail_closed: bool,
 }
 
 fn parse_cidr(text: &str) -> Result<Cidr, String> {

@@ -9,7 +9,8 @@
 //! | `NoSuchRoute`, `NotATilePath`, `NoCheckpoint`, `ObjectNotFound` | 404 | NotFound    |
 //! | `ReadOnly` (plain text, as rekor-tiles)                   | 405  | Unimplemented    |
 //! | `RateLimited` (header `Retry-After: S`)                   | 429  | ResourceExhausted |
-//! | `Pushback`, `ShuttingDown`, `StorageUnavailable`          | 503  | Unavailable      |
+//! | `Pushback`, `ShuttingDown`, `NoWitnessQuorum`,            | 503  | Unavailable      |
+//! | `StorageUnavailable`                                      |      |                  |
 //! | `Timeout` (`--server-timeout`)                            | 503  | DeadlineExceeded |
 //! | `NotServing` (body `{"status":"NOT_SERVING"}`)            | 503  | Unavailable      |
 //! | `Cancelled`                                               | 499  | Cancelled        |
@@ -94,6 +95,13 @@ pub enum ApiError {
     /// The server is stopping.
     #[error("the log is shutting down")]
     ShuttingDown,
+    /// Failing closed, the checkpoint that would cover the entry was not published: its witness
+    /// quorum did not cosign in time. Publication is retried.
+    #[error("checkpoint {size} withheld: no witness quorum in time; retry")]
+    NoWitnessQuorum {
+        /// The size of the withheld checkpoint.
+        size: u64,
+    },
     /// Storage is failing in a way that may pass.
     #[error("storage unavailable; retry: {0}")]
     StorageUnavailable(String),
@@ -131,9 +139,11 @@ impl ApiError {
             }
             E::ReadOnly => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
-            E::Pushback | E::ShuttingDown | E::StorageUnavailable(_) | E::NotServing(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable)
-            }
+            E::Pushback
+            | E::ShuttingDown
+            | E::NoWitnessQuorum { .. }
+            | E::StorageUnavailable(_)
+            | E::NotServing(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
             // 503 over HTTP, as before; gRPC has a code of its own for it.
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::DeadlineExceeded),
             E::Cancelled => (client_closed_request(), Code::Cancelled),
@@ -147,6 +157,7 @@ impl ApiError {
             ApiError::Internal(_) => Severity::Internal,
             ApiError::Pushback
             | ApiError::ShuttingDown
+            | ApiError::NoWitnessQuorum { .. }
             | ApiError::StorageUnavailable(_)
             | ApiError::Timeout(_)
             | ApiError::NotServing(_) => Severity::Unavailable,
@@ -347,6 +358,10 @@ impl From<rekor_log::LogError> for ApiError {
             LogError::Pushback { .. } => ApiError::Pushback,
             LogError::EntryTooLarge { size, max } => ApiError::EntryTooLarge { size, max },
             LogError::ShuttingDown => ApiError::ShuttingDown,
+            // Frozen by `freeze` while this frontend was running: as rekor-tiles answers a
+            // frozen log.
+            LogError::Frozen { .. } => ApiError::ReadOnly,
+            LogError::WitnessQuorum { size, .. } => ApiError::NoWitnessQuorum { size },
             LogError::Storage(e) if e.is_transient() => ApiError::StorageUnavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
@@ -428,6 +443,11 @@ mod tests {
             (ApiError::ReadOnly, 405, Code::Unimplemented),
             (ApiError::Pushback, 503, Code::Unavailable),
             (ApiError::ShuttingDown, 503, Code::Unavailable),
+            (
+                ApiError::NoWitnessQuorum { size: 5 },
+                503,
+                Code::Unavailable,
+            ),
             (
                 ApiError::StorageUnavailable("busy".into()),
                 503,

@@ -1,5 +1,6 @@
 //! The log's signing key: loaded from `--signer-filepath`, or generated once into the storage
-//! directory; and the trust material Sigstore clients need to verify this log.
+//! directory; its optional second, ML-DSA-44 key (`--signer-mldsa-filepath`,
+//! `--signer-mldsa-generate`); and the trust material Sigstore clients need to verify this log.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,10 +10,14 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use rekor_api::common::v1::{HashAlgorithm, LogId, PublicKey, PublicKeyDetails, TimeRange};
 use rekor_api::trustroot::v1::{Service, TransparencyLogInstance};
-use rekor_note::{KeyName, LogKeyAlgorithm, LogSigner};
+use rekor_note::{KeyName, LogKeyAlgorithm, LogSigner, MlDsa44Signer, NoteVerifier as _};
 
 /// The file a generated key is kept in, inside the storage directory's private state.
 pub const GENERATED_KEY_FILE: &str = ".rekor/signer.pem";
+
+/// The file a generated ML-DSA-44 key (`--signer-mldsa-generate`) is kept in, next to
+/// [`GENERATED_KEY_FILE`].
+pub const GENERATED_MLDSA_KEY_FILE: &str = ".rekor/signer-mldsa.pem";
 
 /// Why the signing key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +63,20 @@ pub enum KeyError {
     /// No randomness was available to generate a key.
     #[error("generating a signing key: no system randomness: {0}")]
     Random(String),
+    /// `--signer-mldsa-generate` was given to a backend without a storage directory.
+    #[error(
+        "--signer-mldsa-generate needs a storage directory to keep the key in; use --signer-mldsa-filepath with this backend"
+    )]
+    MlDsaGenerateUnsupported,
+    /// The ML-DSA-44 key cannot be paired with the log key.
+    #[error("ML-DSA-44 signing key {path}: {source}")]
+    SecondKey {
+        /// The ML-DSA-44 key file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: rekor_note::NoteError,
+    },
 }
 
 fn check_private(path: &Path) -> Result<(), KeyError> {
@@ -130,6 +149,101 @@ pub fn load_or_generate(storage_dir: &Path, hostname: &str) -> Result<LogSigner,
     Ok(signer)
 }
 
+/// Loads the ML-DSA-44 key in `path` (`--signer-mldsa-filepath`), refusing files that others can
+/// read.
+///
+/// # Errors
+///
+/// [`KeyError`] naming the file and the problem.
+pub fn load_mldsa_signer(path: &Path, hostname: &str) -> Result<MlDsa44Signer, KeyError> {
+    let name = key_name(hostname)?;
+    check_private(path)?;
+    let pem = std::fs::read(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    MlDsa44Signer::from_pem(&pem, name).map_err(|source| KeyError::Key {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Loads the ML-DSA-44 key generated in `storage_dir`, or generates one there (mode 0600).
+///
+/// # Errors
+///
+/// [`KeyError`] if the file cannot be read or written or does not parse.
+pub fn load_or_generate_mldsa(
+    storage_dir: &Path,
+    hostname: &str,
+) -> Result<MlDsa44Signer, KeyError> {
+    let path = storage_dir.join(GENERATED_MLDSA_KEY_FILE);
+    if path.exists() {
+        return load_mldsa_signer(&path, hostname);
+    }
+    let name = key_name(hostname)?;
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
+    let signer = MlDsa44Signer::from_seed(seed, name);
+    let pem = signer.to_pkcs8_pem().map_err(|source| KeyError::Key {
+        path: path.clone(),
+        source,
+    })?;
+    write_private(&path, pem.as_bytes()).map_err(|source| KeyError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::info!(path = %path.display(), "generated a new ML-DSA-44 log signing key");
+    Ok(signer)
+}
+
+/// Adds the ML-DSA-44 key the flags name to `signer`, so that it dual-signs checkpoints:
+/// `mldsa_path` (`--signer-mldsa-filepath`), else with `generate` (`--signer-mldsa-generate`)
+/// the key kept in `generated_key_dir`. Without either, `signer` is returned unchanged.
+///
+/// # Errors
+///
+/// [`KeyError`] if the key cannot be loaded or generated, [`KeyError::MlDsaGenerateUnsupported`]
+/// for `generate` without a storage directory, or [`KeyError::SecondKey`].
+pub fn with_mldsa(
+    signer: LogSigner,
+    mldsa_path: Option<&Path>,
+    generate: bool,
+    generated_key_dir: Option<&Path>,
+    hostname: &str,
+) -> Result<LogSigner, KeyError> {
+    let (mldsa, path) = match (mldsa_path, generate, generated_key_dir) {
+        (Some(path), _, _) => (load_mldsa_signer(path, hostname)?, path.to_path_buf()),
+        (None, true, Some(dir)) => (
+            load_or_generate_mldsa(dir, hostname)?,
+            dir.join(GENERATED_MLDSA_KEY_FILE),
+        ),
+        (None, true, None) => return Err(KeyError::MlDsaGenerateUnsupported),
+        (None, false, dir) => {
+            if let Some(path) = dir
+                .map(|d| d.join(GENERATED_MLDSA_KEY_FILE))
+                .filter(|p| p.exists())
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    "an ML-DSA-44 key was generated here before, but --signer-mldsa-generate is not set: checkpoints are signed without it"
+                );
+            }
+            return Ok(signer);
+        }
+    };
+    signer
+        .with_mldsa44(mldsa, unix_now)
+        .map_err(|source| KeyError::SecondKey { path, source })
+}
+
+/// The current POSIX time in whole seconds (0 before the epoch), for ML-DSA-44 timestamps.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
@@ -167,6 +281,10 @@ pub struct LogIdentity {
     pub algorithm: LogKeyAlgorithm,
     /// The C2SP verifier key string, where the key type has one.
     pub verifier_key: Option<String>,
+    /// The C2SP verifier key (type 0x06) of the ML-DSA-44 key, when the log dual-signs.
+    pub mldsa_verifier_key: Option<String>,
+    /// The 4-byte key ID of the ML-DSA-44 key's signature lines, when the log dual-signs.
+    pub mldsa_key_id: Option<[u8; 4]>,
     /// The URL clients use to reach the log.
     pub base_url: String,
 }
@@ -187,6 +305,8 @@ impl LogIdentity {
             log_id: signer.log_id(),
             algorithm: signer.algorithm(),
             verifier_key: signer.verifier().to_vkey(),
+            mldsa_verifier_key: signer.mldsa44_verifier().map(|v| v.to_vkey()),
+            mldsa_key_id: signer.mldsa44_verifier().map(|v| v.key_id()),
         }
     }
 
@@ -246,13 +366,23 @@ impl LogIdentity {
         let pretty = |value: &serde_json::Value| {
             serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("<{e}>"))
         };
+        let mldsa = match (&self.mldsa_verifier_key, self.mldsa_key_id) {
+            (Some(vkey), Some(key_id)) => format!(
+                "ML-DSA-44 key: second checkpoint signature (c2sp.org/tlog-cosignature type 0x06)\n\
+                 ML-DSA-44 key ID: {id} (hex)\n\
+                 ML-DSA-44 verifier key: {vkey}\n",
+                id = hex::encode(key_id),
+            ),
+            _ => "ML-DSA-44 key: none (checkpoints carry one log signature)\n".to_owned(),
+        };
         format!(
             "origin:        {origin}\n\
              public key:    {key} (DER SPKI, base64)\n\
              key type:      {details}\n\
              log ID:        {hex} (hex)\n\
              log ID:        {b64} (base64)\n\
-             verifier key:  {vkey}\n\n\
+             verifier key:  {vkey}\n\
+             {mldsa}\n\
              TrustedRoot tlogs entry:\n{tlog}\n\n\
              SigningConfig rekorTlogUrls entry:\n{service}\n",
             origin = self.origin,
@@ -352,6 +482,72 @@ mod tests {
             load_signer(&path, None, "log.example"),
             Err(KeyError::Permissions { mode: 0o460, .. })
         ));
+    }
+
+    #[test]
+    fn mldsa_keys_are_generated_only_when_asked_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let primary = || load_or_generate(dir.path(), "log.example").unwrap();
+        let plain = with_mldsa(primary(), None, false, Some(dir.path()), "log.example").unwrap();
+        assert!(plain.mldsa44_verifier().is_none());
+        assert!(!dir.path().join(GENERATED_MLDSA_KEY_FILE).exists());
+
+        let first = with_mldsa(primary(), None, true, Some(dir.path()), "log.example").unwrap();
+        let second = with_mldsa(primary(), None, true, Some(dir.path()), "log.example").unwrap();
+        let vkey = first.mldsa44_verifier().unwrap().to_vkey();
+        assert_eq!(second.mldsa44_verifier().unwrap().to_vkey(), vkey);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(GENERATED_MLDSA_KEY_FILE);
+            let mode = std::fs::metadata(path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+
+        // The same file given by path.
+        let path = dir.path().join(GENERATED_MLDSA_KEY_FILE);
+        let by_path = with_mldsa(primary(), Some(&path), false, None, "log.example").unwrap();
+        assert_eq!(by_path.mldsa44_verifier().unwrap().to_vkey(), vkey);
+
+        assert!(matches!(
+            with_mldsa(primary(), None, true, None, "log.example"),
+            Err(KeyError::MlDsaGenerateUnsupported)
+        ));
+        // The Ed25519 key file is not an ML-DSA-44 key.
+        let ed25519 = dir.path().join(GENERATED_KEY_FILE);
+        assert!(matches!(
+            with_mldsa(primary(), Some(&ed25519), false, None, "log.example"),
+            Err(KeyError::Key { .. })
+        ));
+    }
+
+    #[test]
+    fn describe_prints_both_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = load_or_generate(dir.path(), "log.example").unwrap();
+        let single = LogIdentity::of(&signer, "log.example", 3000).describe(UNIX_EPOCH);
+        assert!(single.contains("ML-DSA-44 key: none"), "{single}");
+
+        let dual = with_mldsa(signer, None, true, Some(dir.path()), "log.example").unwrap();
+        let identity = LogIdentity::of(&dual, "log.example", 3000);
+        let text = identity.describe(UNIX_EPOCH);
+        let mldsa = dual.mldsa44_verifier().unwrap();
+        let primary_vkey = dual.verifier().to_vkey().unwrap();
+        assert!(
+            text.contains(&format!("verifier key:  {primary_vkey}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ML-DSA-44 verifier key: {}\n", mldsa.to_vkey())),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "ML-DSA-44 key ID: {} (hex)",
+            hex::encode(rekor_note::NoteVerifier::key_id(&mldsa))
+        )));
+        // The TrustedRoot entry still describes the primary key only.
+        let tlog = identity.trusted_root_tlog(UNIX_EPOCH);
+        assert_eq!(tlog["publicKey"]["keyDetails"], "PKIX_ED25519");
     }
 
     #[cfg(unix)]

@@ -7,10 +7,12 @@
 //!
 //! - [`http::router`] and [`grpc::service`] build the two transports over one [`AppState`];
 //! - [`error::ApiError`] is the only place failures become statuses;
-//! - [`keys`] loads or generates the log key and prints the trust material clients need.
+//! - [`keys`] loads or generates the log key and prints the trust material clients need;
+//! - [`witness`] has each checkpoint cosigned by the witnesses of `--witness-policy-path`.
 
 pub mod config;
 pub mod error;
+mod freeze;
 pub mod grpc;
 pub mod http;
 pub mod keys;
@@ -21,6 +23,7 @@ mod serve;
 mod service;
 mod tile_cache;
 pub mod tls;
+pub mod witness;
 
 use axum::Router;
 use axum::extract::State;
@@ -29,6 +32,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use config::ServerArgs;
+pub use freeze::{Frozen, freeze};
 pub use run::{
     Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
     signer, start,
@@ -60,6 +64,7 @@ async fn render_metrics(
         metrics
             .objects_written
             .set(i64::try_from(log.stats().objects_written()).unwrap_or(i64::MAX));
+        metrics.record_witnessing(log);
     }
     (
         [(

@@ -2,6 +2,7 @@
 //! `--http-metrics-port` at `/metrics`.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +20,15 @@ pub struct RequestLabels {
     pub method: &'static str,
     /// The HTTP status code (gRPC outcomes are reported as their HTTP equivalent).
     pub code: u16,
+}
+
+/// Labels of the witness request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WitnessLabels {
+    /// The witness, by its name in the policy.
+    pub witness: String,
+    /// How the request ended (`cosigned`, `conflict`, `timeout`, `transport`, ...).
+    pub outcome: &'static str,
 }
 
 /// The server's metrics.
@@ -47,6 +57,12 @@ pub struct Metrics {
     pub objects_written: Gauge,
     /// Requests waiting in the pipeline.
     pub outstanding: Gauge,
+    /// `add-checkpoint` requests to witnesses, by witness and outcome.
+    pub witness_requests: Family<WitnessLabels, Counter>,
+    /// Checkpoints published without the witness quorum (failing open).
+    pub checkpoints_unwitnessed: Counter,
+    /// Checkpoints withheld for want of the witness quorum (`--witness-fail-closed`).
+    pub checkpoints_withheld: Counter,
 }
 
 impl Default for Metrics {
@@ -125,8 +141,29 @@ impl Metrics {
             "tiles and entry bundles this frontend wrote since start",
             objects_written.clone(),
         );
+        let witness_requests = Family::<WitnessLabels, Counter>::default();
+        registry.register(
+            "witness_requests",
+            "add-checkpoint requests to witnesses, by witness and outcome",
+            witness_requests.clone(),
+        );
+        let checkpoints_unwitnessed = Counter::default();
+        registry.register(
+            "checkpoints_unwitnessed",
+            "checkpoints published without the witness quorum (failing open)",
+            checkpoints_unwitnessed.clone(),
+        );
+        let checkpoints_withheld = Counter::default();
+        registry.register(
+            "checkpoints_withheld",
+            "checkpoints withheld for want of the witness quorum (--witness-fail-closed)",
+            checkpoints_withheld.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            witness_requests,
+            checkpoints_unwitnessed,
+            checkpoints_withheld,
             checkpoints_published,
             objects_written,
             new_hashedrekord_entries,
@@ -150,6 +187,29 @@ impl Metrics {
                 code,
             })
             .inc();
+    }
+
+    /// Copies the log's witnessing counts, kept by the log and its witness client, into the
+    /// counters (they only grow, so the counters stay monotonic).
+    pub fn record_witnessing(&self, log: &rekor_log::Log) {
+        let stats = log.stats();
+        self.checkpoints_unwitnessed
+            .inner()
+            .store(stats.checkpoints_without_quorum(), Ordering::Relaxed);
+        self.checkpoints_withheld
+            .inner()
+            .store(stats.checkpoints_withheld(), Ordering::Relaxed);
+        if let Some(witnesses) = log.witnesses() {
+            for count in witnesses.request_counts() {
+                self.witness_requests
+                    .get_or_create(&WitnessLabels {
+                        witness: count.witness,
+                        outcome: count.outcome,
+                    })
+                    .inner()
+                    .store(count.count, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The registry in the Prometheus text format.

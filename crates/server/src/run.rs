@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rekor_entries::AlgorithmRegistry;
-use rekor_log::{Log, LogConfig};
+use rekor_log::{Log, LogConfig, LogError};
 use rekor_note::{LogSigner, Origin};
 use rekor_storage::{Coordinator, Storage};
 use tokio::net::TcpListener;
@@ -114,6 +114,7 @@ pub fn init_tracing(args: &ServerArgs) {
 }
 
 /// Loads the signer the flags name, or the backend's generated one.
+/// With `--signer-mldsa-filepath` or `--signer-mldsa-generate` it also gets its ML-DSA-44 key.
 ///
 /// # Errors
 ///
@@ -128,6 +129,16 @@ pub fn signer(args: &ServerArgs, generated_key_dir: Option<&Path>) -> Result<Log
         (None, Some(dir)) => Ok(keys::load_or_generate(dir, &args.hostname)?),
         (None, None) => Err(RunError::NoSigner),
     }
+    .and_then(|primary| {
+        keys::with_mldsa(
+            primary,
+            args.signer_mldsa_filepath.as_deref(),
+            args.signer_mldsa_generate,
+            generated_key_dir,
+            &args.hostname,
+        )
+        .map_err(RunError::from)
+    })
 }
 
 /// Describes the log the flags configure (the `info` subcommand).
@@ -157,7 +168,7 @@ pub fn print_identity(args: &ServerArgs, generated_key_dir: Option<&Path>) -> Re
     Ok(())
 }
 
-fn log_config(args: &ServerArgs, backend: &Backend) -> Result<LogConfig, RunError> {
+pub(crate) fn log_config(args: &ServerArgs, backend: &Backend) -> Result<LogConfig, RunError> {
     if args.batch_max_size == 0 {
         return Err(RunError::Flag {
             flag: "--batch-max-size",
@@ -183,6 +194,8 @@ fn log_config(args: &ServerArgs, backend: &Backend) -> Result<LogConfig, RunErro
         checkpoint_interval,
         pushback_max_outstanding: args.pushback_max_outstanding,
         persistent_dedup: args.persistent_antispam,
+        witnesses: crate::witness::from_args(args)?,
+        witness_fail_closed: args.witness_fail_closed,
         ..LogConfig::default()
     })
 }
@@ -343,7 +356,19 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         )
         .await?;
         info!(tree_size = log.checkpoint().size, "log open");
-        Some(log)
+        // Opening finished integrating what was sequenced before a freeze; a frozen log then
+        // serves reads only, as `--read-only` would, whatever the flags say.
+        match backend.coordinator.frozen().await.map_err(LogError::from)? {
+            Some(size) => {
+                warn!(
+                    size,
+                    "this log is frozen: read-only, it accepts no new entries"
+                );
+                log.shutdown().await;
+                None
+            }
+            None => Some(log),
+        }
     };
 
     let metrics = Metrics::new();

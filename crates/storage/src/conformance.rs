@@ -193,7 +193,10 @@ pub async fn coordinator_suite(coordinator: &dyn Coordinator) {
         coordinator.sequence(&[leaf(4)]).await,
         Err(Error::Frozen { size: 3 })
     ));
-    assert_eq!(coordinator.lookup(&[leaf(4).dedup_key]).await.unwrap(), vec![None]);
+    assert_eq!(
+        coordinator.lookup(&[leaf(4).dedup_key]).await.unwrap(),
+        vec![None]
+    );
     assert_eq!(coordinator.freeze().await.unwrap(), 3, "a second freeze");
     // What was sequenced before the freeze is still integrated.
     coordinator.mark_integrated(2, 3).await.unwrap();

@@ -109,6 +109,47 @@ impl ServerConfig {
         self.extra_args.extend(args.into_iter().map(Into::into));
         self
     }
+
+    /// Runs `binary <subcommand>` (e.g. `freeze`) against the same storage, key, hostname, flags
+    /// and environment as [`ServerProcess::start`] would serve, to completion.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Spawn`] if the binary cannot be run, [`Error::Mismatch`] (with its stderr) if it
+    /// exits with a failure; otherwise its stdout.
+    pub fn run_subcommand(&self, subcommand: &str) -> Result<String> {
+        let mut command = Command::new(&self.binary);
+        command.arg(subcommand);
+        if !self.storage_dir.as_os_str().is_empty() {
+            command.arg("--storage-dir").arg(&self.storage_dir);
+        }
+        if let Some(signer) = &self.signer_file {
+            command.arg("--signer-filepath").arg(signer);
+        }
+        let output = command
+            .args(["--hostname", &self.hostname])
+            .args(&self.extra_args)
+            .env_remove("RUST_LOG")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| Error::Spawn {
+                binary: self.binary.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(Error::mismatch(
+                "exit status",
+                format!("{subcommand} succeeds"),
+                format!(
+                    "{}; stderr:\n{}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
 }
 
 type Tail = Arc<Mutex<VecDeque<String>>>;

@@ -267,6 +267,22 @@ pub async fn shared_backend_suite(
     let after = audit(&second.http, &second.trust).await?;
     ensure_eq("size after the restart", size + 1, after.checkpoint.size)?;
 
+    // Frozen while both frontends run: both refuse writes from then on, as does a new one,
+    // and the final checkpoint covers everything that was logged.
+    let last = freeze_and_check(config, &[&restarted, &second], size + 1).await?;
+    let late = TestLog::start(config).await?;
+    expect_frozen(
+        &late,
+        &key.hashed_rekord(&artifact("after the freeze", 1)?)?,
+    )
+    .await?;
+    ensure_eq(
+        "checkpoint of a frontend started after the freeze",
+        last,
+        late.http.checkpoint().await?.to_vec(),
+    )?;
+    late.stop().await?;
+
     for frontend in [restarted, second] {
         let errors = frontend.server.logged_errors();
         if !errors.is_empty() {
@@ -279,4 +295,75 @@ pub async fn shared_backend_suite(
         frontend.stop().await?;
     }
     Ok(report)
+}
+
+/// Runs `freeze` with `config` and checks what it says and what `frontends` serve after it: the
+/// final size `size`, the final checkpoint (verified, and the one served), writes refused on both
+/// transports, and a second `freeze` reporting the same. Returns the final checkpoint.
+///
+/// # Errors
+///
+/// [`Error::Mismatch`] naming what differed.
+pub async fn freeze_and_check(
+    config: &crate::ServerConfig,
+    frontends: &[&TestLog],
+    size: u64,
+) -> Result<Vec<u8>> {
+    let run = |config: crate::ServerConfig| async move {
+        tokio::task::spawn_blocking(move || config.run_subcommand("freeze"))
+            .await
+            .map_err(|e| Error::io("running freeze", std::io::Error::other(e)))?
+    };
+    let said = run(config.clone()).await?;
+    let (head, note) = said
+        .split_once("\nfinal checkpoint:\n")
+        .ok_or_else(|| Error::malformed("freeze output", said.clone()))?;
+    ensure_eq(
+        "freeze output",
+        format!("frozen at size {size}"),
+        head.to_string(),
+    )?;
+    let key = ClientKey::generate(KeyKind::EcdsaP256)?;
+    for (n, frontend) in frontends.iter().enumerate() {
+        let checkpoint = crate::assertions::verify_checkpoint(&frontend.trust, note.as_bytes())?;
+        ensure_eq("final checkpoint size", size, checkpoint.size)?;
+        ensure_eq(
+            "checkpoint served after the freeze",
+            note.as_bytes().to_vec(),
+            frontend.http.checkpoint().await?.to_vec(),
+        )?;
+        expect_frozen(frontend, &key.hashed_rekord(&artifact("frozen", n)?)?).await?;
+        let report = audit(&frontend.http, &frontend.trust).await?;
+        ensure_eq("entries after the freeze", size, report.checkpoint.size)?;
+    }
+    let again = run(config.clone()).await?;
+    ensure_eq("a second freeze", said.as_str(), again.as_str())?;
+    Ok(note.as_bytes().to_vec())
+}
+
+/// Checks that `log` refuses `submission` as a frozen log: HTTP 405 with rekor-tiles' text, gRPC
+/// `Unimplemented`.
+///
+/// # Errors
+///
+/// [`Error::Mismatch`] naming what differed.
+pub async fn expect_frozen(log: &TestLog, submission: &Submission) -> Result<()> {
+    let reply = log
+        .http
+        .post_entry(submission.request_json_text())
+        .await?
+        .expect_status(405)?;
+    ensure_eq(
+        "HTTP answer of a frozen log",
+        "This log has been frozen, please switch to the latest log.\n".to_string(),
+        reply.text(),
+    )?;
+    match log.grpc.create_entry(submission.request_proto()?).await {
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(()),
+        other => Err(Error::mismatch(
+            "gRPC answer of a frozen log",
+            "Unimplemented",
+            format!("{other:?}"),
+        )),
+    }
 }

@@ -14,9 +14,11 @@
 //! This module holds the task's state and the loop that decides when to cut a batch and when to
 //! publish. The stages a batch goes through each have a module: `sequencer` (dedup lookup,
 //! durable indices, then into the tree), `publish` (objects, then the checkpoint), `waiters`
-//! (each request answered with its verified inclusion proof), and `reconcile` (catching up with
-//! other frontends that share the backend).
+//! (each request answered with its verified inclusion proof), `reconcile` (catching up with
+//! other frontends that share the backend), and `cosign` (witnesses cosign the checkpoint between
+//! signing and storing it).
 
+mod cosign;
 mod publish;
 mod reconcile;
 mod sequencer;
@@ -67,6 +69,8 @@ pub(crate) struct Pipeline {
     draining: bool,
     /// Deletes superseded partials in the background; `None` when the storage does it itself.
     collector: Option<mpsc::Sender<Vec<String>>>,
+    /// Missed witness quorums, for the rate-limited warning.
+    quorum_misses: cosign::MissLog,
 }
 
 impl Pipeline {
@@ -97,6 +101,7 @@ impl Pipeline {
             retry_after: None,
             draining: false,
             collector,
+            quorum_misses: cosign::MissLog::default(),
         }
     }
 

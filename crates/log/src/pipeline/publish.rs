@@ -47,7 +47,10 @@ impl Pipeline {
                 return;
             }
             Err(e) => {
-                error!(parent: &span, error = %e, "publishing failed; waiting entries get an error");
+                if !matches!(e, LogError::WitnessQuorum { .. }) {
+                    // A missed quorum is logged, rate-limited, where it is decided.
+                    error!(parent: &span, error = %e, "publishing failed; waiting entries get an error");
+                }
                 self.stats.record_publish_failure();
                 self.failing = true;
                 self.retry_after = Some(Instant::now() + self.config.retry_backoff);
@@ -121,9 +124,13 @@ impl Pipeline {
             let objects = self.write_pending().await?;
             let size = self.integrator.size();
             let root = self.integrator.root();
+            let note = self.publisher.sign(size.get(), root)?;
+            // After the tiles are durable (a witness may see the checkpoint before it is stored),
+            // before the swap (the stored note carries the cosignatures).
+            let note = self.cosign(note, size.get(), root).await?;
             match self
                 .publisher
-                .publish(self.storage.as_ref(), size.get(), root)
+                .write(self.storage.as_ref(), note, size.get(), root)
                 .await
             {
                 Ok(checkpoint) => {
@@ -147,6 +154,13 @@ impl Pipeline {
             }
         }
         Ok(Publication::Deferred(prefix))
+    }
+
+    /// Marks the publication as failed, to be retried after the backoff (as [`Pipeline::publish`]
+    /// does when it fails); new entries are refused until it succeeds.
+    pub(crate) fn retry_publication_later(&mut self) {
+        self.failing = true;
+        self.retry_after = Some(Instant::now() + self.config.retry_backoff);
     }
 
     /// Records that tiles up to `size` are written. Not fatal on failure: the entries are in tiles

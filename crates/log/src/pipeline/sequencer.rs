@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rekor_storage::{Coordinator, SequenceLeaf};
 use rekor_tlog::Hash;
-use tracing::{Instrument, Span, error, info_span, warn};
+use tracing::{Instrument, Span, debug, error, info_span, warn};
 
 use super::{Pipeline, Request, Waiter};
 use crate::dedup::DedupCache;
@@ -183,8 +183,14 @@ impl Sequencer {
                 Some(Sequenced { first, ..batch })
             }
             Err(e) => {
-                warn!(parent: &batch.span, error = %e, "sequencing failed");
-                batch.fail(&LogError::from(e));
+                let error = LogError::from(e);
+                if matches!(error, LogError::Frozen { .. }) {
+                    // Every write to a frozen log ends here: not worth a warning each.
+                    debug!(parent: &batch.span, "refused: the log is frozen");
+                } else {
+                    warn!(parent: &batch.span, error = %error, "sequencing failed");
+                }
+                batch.fail(&error);
                 None
             }
         }

@@ -40,7 +40,8 @@ const SCHEMA: [&str; 4] = [
 const ADD_PUBLISHED_AT: &str =
     "ALTER TABLE rekor_coordination ADD COLUMN published_at DATETIME(6) NULL";
 /// Adds `frozen_at` (the final size of a frozen log) to a table created before freezing existed.
-const ADD_FROZEN_AT: &str = "ALTER TABLE rekor_coordination ADD COLUMN frozen_at BIGINT UNSIGNED NULL";
+const ADD_FROZEN_AT: &str =
+    "ALTER TABLE rekor_coordination ADD COLUMN frozen_at BIGINT UNSIGNED NULL";
 
 /// Grants a publication claim when the last one is at least `?` microseconds old by the database's
 /// clock (or there is none, or the interval is 0), stamping it with that clock. `UTC_TIMESTAMP(6)`
@@ -122,13 +123,11 @@ fn server_code(error: &mysql_async::Error) -> Option<u16> {
 
 /// Adds `column` with `statement` if the coordination table predates it; a concurrent connect
 /// adding it first is fine.
-async fn ensure_column(
-    conn: &mut impl Queryable,
-    column: &str,
-    statement: &str,
-) -> Result<()> {
+async fn ensure_column(conn: &mut impl Queryable, column: &str, statement: &str) -> Result<()> {
     let probe = conn
-        .query_drop(format!("SELECT {column} FROM rekor_coordination WHERE id = 0"))
+        .query_drop(format!(
+            "SELECT {column} FROM rekor_coordination WHERE id = 0"
+        ))
         .await;
     match probe {
         Ok(()) => Ok(()),

@@ -43,7 +43,9 @@ fn read_frozen(private: &Path) -> Result<Option<u64>, PosixError> {
             .and_then(|rest| rest.strip_suffix('\n'))
             .and_then(|size| size.parse().ok())
             .map(Some)
-            .ok_or(PosixError::Corrupt { what: "frozen file" }),
+            .ok_or(PosixError::Corrupt {
+                what: "frozen file",
+            }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
