@@ -10,6 +10,7 @@ use rekor_client::{AuditState, Client, MonitorEvent, MonitorState};
 use rekor_note::LogVerifier;
 
 use crate::util::{self, read, say};
+use crate::witnessed::WitnessPolicy;
 
 /// How often a running audit saves its state.
 const SAVE_EVERY: Duration = Duration::from_secs(2);
@@ -133,6 +134,7 @@ pub(crate) struct MonitorArgs {
 pub(crate) async fn monitor(
     client: &Client,
     verifier: &LogVerifier,
+    witnesses: Option<&WitnessPolicy>,
     args: &MonitorArgs,
 ) -> anyhow::Result<()> {
     let mut state = if args.state.exists() {
@@ -146,6 +148,11 @@ pub(crate) async fn monitor(
     loop {
         match client.monitor_step(verifier, state.as_ref()).await {
             Ok((next, event)) => {
+                if let Some(witnesses) = witnesses {
+                    witnesses
+                        .check(next.checkpoint.note(), next.checkpoint.checkpoint.size)
+                        .context("monitor")?;
+                }
                 report(&next, &event)?;
                 if state.as_ref() != Some(&next) {
                     util::save_atomic(&args.state, next.to_json()?.as_bytes())?;

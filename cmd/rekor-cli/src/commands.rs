@@ -11,6 +11,7 @@ use rekor_note::LogVerifier;
 use rekor_tlog::TreeSize;
 
 use crate::util::{self, read, say};
+use crate::witnessed::WitnessPolicy;
 
 /// `get` flags.
 #[derive(Args, Debug)]
@@ -102,6 +103,7 @@ pub(crate) struct VerifyArgs {
 pub(crate) async fn verify(
     client: &Client,
     verifier: &LogVerifier,
+    witnesses: Option<&WitnessPolicy>,
     args: &VerifyArgs,
 ) -> anyhow::Result<()> {
     let (entry, bundle) = match (&args.entry, &args.bundle) {
@@ -123,6 +125,15 @@ pub(crate) async fn verify(
         "inclusion proof",
         "checkpoint signature",
     ];
+    if let Some(witnesses) = witnesses {
+        witnesses
+            .check(
+                verified.checkpoint.note(),
+                verified.checkpoint.checkpoint.size,
+            )
+            .context("the entry's checkpoint")?;
+        checks.push("witness quorum");
+    }
     if let Some(bundle) = &bundle {
         check_bundle_signature(bundle, &verified)?;
         checks.push("bundle signature matches the entry");
@@ -202,9 +213,13 @@ pub(crate) struct CheckpointArgs {
 pub(crate) async fn checkpoint(
     client: &Client,
     verifier: &LogVerifier,
+    witnesses: Option<&WitnessPolicy>,
     args: &CheckpointArgs,
 ) -> anyhow::Result<()> {
     let checkpoint = client.checkpoint(verifier).await?;
+    let cosigned = witnesses
+        .map(|policy| policy.check(checkpoint.note(), checkpoint.checkpoint.size))
+        .transpose()?;
     if let Some(path) = &args.out {
         util::save_atomic(path, checkpoint.note().as_bytes())?;
     }
@@ -214,11 +229,15 @@ pub(crate) async fn checkpoint(
             "size": checkpoint.checkpoint.size,
             "rootHash": checkpoint.root().to_string(),
             "checkpoint": checkpoint.note(),
+            "witnesses": cosigned,
         });
         return say(&serde_json::to_string_pretty(&json)?);
     }
+    let witnessed = cosigned.map_or(String::new(), |names| {
+        format!("Witnesses: quorum met ({})\n", names.join(", "))
+    });
     say(&format!(
-        "Origin:    {}\nTree size: {}\nRoot hash: {}\nSignature: verified\n\n{}",
+        "Origin:    {}\nTree size: {}\nRoot hash: {}\nSignature: verified\n{witnessed}\n{}",
         checkpoint.checkpoint.origin,
         checkpoint.checkpoint.size,
         checkpoint.root(),

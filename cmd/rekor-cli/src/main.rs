@@ -7,6 +7,7 @@ mod sign;
 mod trust;
 mod upload;
 mod util;
+mod witnessed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,10 @@ struct Cli {
     retries: u32,
     #[command(flatten, next_help_heading = "Trust (one of)")]
     trust: TrustArgs,
+    /// Also require the witness quorum of this policy file (the format of the log's
+    /// `--witness-policy-path`) on every checkpoint `checkpoint`, `verify` and `monitor` accept.
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Witnesses")]
+    witness_policy: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -142,14 +147,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
     )?;
     let verifier = trust::load(&cli.trust, &cli.url)?;
+    let witnesses = cli
+        .witness_policy
+        .as_deref()
+        .map(witnessed::WitnessPolicy::load)
+        .transpose()?;
+    let witnesses = witnesses.as_ref();
     match cli.command {
         Command::Upload(args) => upload::run(&client, &verifier, &args, cli.timeout).await,
         Command::Get(args) => commands::get(&client, &verifier, &args).await,
-        Command::Verify(args) => commands::verify(&client, &verifier, &args).await,
-        Command::Checkpoint(args) => commands::checkpoint(&client, &verifier, &args).await,
+        Command::Verify(args) => commands::verify(&client, &verifier, witnesses, &args).await,
+        Command::Checkpoint(args) => {
+            commands::checkpoint(&client, &verifier, witnesses, &args).await
+        }
         Command::Consistency(args) => commands::consistency(&client, &verifier, &args).await,
         Command::Audit(args) => audit::audit(&client, &verifier, &args).await,
-        Command::Monitor(args) => audit::monitor(&client, &verifier, &args).await,
+        Command::Monitor(args) => audit::monitor(&client, &verifier, witnesses, &args).await,
     }
 }
 

@@ -52,6 +52,12 @@ pub(crate) fn one_line(error: &anyhow::Error) -> String {
 
 /// Whether the error is a failed verification (as opposed to a usage or network problem).
 pub(crate) fn is_verification_failure(error: &anyhow::Error) -> bool {
+    if error
+        .chain()
+        .any(|c| c.is::<crate::witnessed::QuorumMissing>())
+    {
+        return true;
+    }
     error
         .chain()
         .filter_map(|c| c.downcast_ref::<rekor_client::Error>())
