@@ -144,6 +144,17 @@ mod generated {
         pub mod api {
             include_package!("google.api");
         }
+        /// `google.cloud.kms.v1`: the Cloud KMS public key and signing calls only
+        /// (`proto/google/cloud/kms/v1/asymmetric_sign.proto`), for `--signer-kmskey gcpkms://`.
+        pub mod cloud {
+            /// Cloud KMS.
+            pub mod kms {
+                /// Cloud KMS v1.
+                pub mod v1 {
+                    include!(concat!(env!("OUT_DIR"), "/gcpkms/google.cloud.kms.v1.rs"));
+                }
+            }
+        }
     }
 }
 

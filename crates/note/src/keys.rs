@@ -2,6 +2,7 @@
 //! with the key IDs and log IDs that Rekor v2 (rekor-tiles `pkg/note`) and Sigstore clients use.
 
 use core::fmt;
+use std::sync::Arc;
 
 use ed25519_dalek::Signer as _;
 use p256::ecdsa::signature::Verifier as _;
@@ -342,9 +343,37 @@ impl NoteVerifier for LogVerifier {
 /// Optionally it also holds an ML-DSA-44 key ([`LogSigner::with_mldsa44`]); checkpoints are then
 /// dual-signed: the primary line, then the ML-DSA-44 line.
 pub struct LogSigner {
-    key: PrivateKey,
+    key: HeldKey,
     verifier: LogVerifier,
     mldsa: Option<SecondKey>,
+}
+
+/// Where the log's private key is.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per log, made once at start and never moved"
+)]
+enum HeldKey {
+    /// In this process (a key file, or generated).
+    Local(PrivateKey),
+    /// Outside it: an HSM or a KMS that signs on request.
+    External(Arc<dyn ExternalSigner>),
+}
+
+/// A private key held outside this process, in an HSM (PKCS#11) or a cloud KMS, which signs on
+/// request. This crate does no I/O: the implementations live with the servers.
+pub trait ExternalSigner: Send + Sync + fmt::Debug {
+    /// The key's DER SubjectPublicKeyInfo (Ed25519, ECDSA P-256 or P-384), read once when the
+    /// key was opened.
+    fn public_key_der(&self) -> &[u8];
+
+    /// Signs `message`, the whole message and not a digest, as a signed note needs it: Ed25519
+    /// 64 bytes; ECDSA the ASN.1 DER `(r, s)` over SHA-256 (P-256) or SHA-384 (P-384) of the
+    /// message. Blocking; called once per checkpoint.
+    ///
+    /// # Errors
+    /// Why the key could not sign (unreachable service, refused request); shown to operators.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String>;
 }
 
 /// The ML-DSA-44 key of a dual-signing log and the clock its timestamps come from.
@@ -358,6 +387,7 @@ impl fmt::Debug for LogSigner {
         f.debug_struct("LogSigner")
             .field("verifier", &self.verifier)
             .field("mldsa44", &self.mldsa.as_ref().map(|m| m.signer.verifier()))
+            .field("external", &matches!(self.key, HeldKey::External(_)))
             .finish_non_exhaustive()
     }
 }
@@ -371,7 +401,33 @@ impl LogSigner {
         };
         let verifier = LogVerifier::from_key(name, public)?;
         Ok(Self {
-            key,
+            key: HeldKey::Local(key),
+            verifier,
+            mldsa: None,
+        })
+    }
+
+    /// A signer whose key is held outside this process (see [`ExternalSigner`]). The key must
+    /// sign one test message that verifies with its public key, so a wrong key, algorithm or
+    /// signature encoding is refused here and not at the first checkpoint.
+    ///
+    /// # Errors
+    /// As [`LogVerifier::from_spki_der`] for the public key; [`NoteError::SigningFailed`] if the
+    /// test signature fails or does not verify.
+    pub fn from_external(
+        signer: Arc<dyn ExternalSigner>,
+        name: KeyName,
+    ) -> Result<Self, NoteError> {
+        let verifier = LogVerifier::from_spki_der(name, signer.public_key_der())?;
+        let probe = b"rekor-rs: checking the external signing key\n";
+        let signed = signer.sign(probe).ok();
+        if !signed.is_some_and(|signature| verifier.key.verify(probe, &signature)) {
+            return Err(NoteError::SigningFailed {
+                name: verifier.name.as_str().to_owned(),
+            });
+        }
+        Ok(Self {
+            key: HeldKey::External(signer),
             verifier,
             mldsa: None,
         })
@@ -416,7 +472,7 @@ impl LogSigner {
         spki_der.extend_from_slice(&ED25519_SPKI_PREFIX);
         spki_der.extend_from_slice(public.as_bytes());
         Self {
-            key: PrivateKey::Ed25519(key),
+            key: HeldKey::Local(PrivateKey::Ed25519(key)),
             verifier: LogVerifier {
                 name,
                 key: PublicKey::Ed25519(public),
@@ -457,13 +513,15 @@ impl LogSigner {
     /// [`NoteError::KeyEncoding`] (not expected for valid keys).
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, NoteError> {
         let der = match &self.key {
-            PrivateKey::Ed25519(k) => ed25519_dalek::pkcs8::KeypairBytes {
+            HeldKey::Local(PrivateKey::Ed25519(k)) => ed25519_dalek::pkcs8::KeypairBytes {
                 secret_key: k.to_bytes(),
                 public_key: None,
             }
             .to_pkcs8_der(),
-            PrivateKey::P256(k) => k.to_pkcs8_der(),
-            PrivateKey::P384(k) => k.to_pkcs8_der(),
+            HeldKey::Local(PrivateKey::P256(k)) => k.to_pkcs8_der(),
+            HeldKey::Local(PrivateKey::P384(k)) => k.to_pkcs8_der(),
+            // Its bytes never leave the HSM or KMS.
+            HeldKey::External(_) => return Err(NoteError::KeyEncoding),
         }
         .map_err(|_| NoteError::KeyEncoding)?;
         der.to_pem("PRIVATE KEY", LineEnding::LF)
@@ -570,14 +628,23 @@ impl LogSigner {
             name: self.verifier.name.as_str().to_owned(),
         };
         match &self.key {
-            PrivateKey::Ed25519(k) => Ok(k.sign(msg).to_bytes().to_vec()),
-            PrivateKey::P256(k) => {
+            HeldKey::Local(PrivateKey::Ed25519(k)) => Ok(k.sign(msg).to_bytes().to_vec()),
+            HeldKey::Local(PrivateKey::P256(k)) => {
                 let sig: p256::ecdsa::DerSignature = k.try_sign(msg).map_err(|_| failed())?;
                 Ok(sig.as_bytes().to_vec())
             }
-            PrivateKey::P384(k) => {
+            HeldKey::Local(PrivateKey::P384(k)) => {
                 let sig: p384::ecdsa::DerSignature = k.try_sign(msg).map_err(|_| failed())?;
                 Ok(sig.as_bytes().to_vec())
+            }
+            // Checked like the probe at open: a signature that does not verify is never used.
+            HeldKey::External(signer) => {
+                let signature = signer.sign(msg).map_err(|_| failed())?;
+                if self.verifier.key.verify(msg, &signature) {
+                    Ok(signature)
+                } else {
+                    Err(failed())
+                }
             }
         }
     }
@@ -611,11 +678,56 @@ mod tests {
     fn ed25519_spki_prefix_matches_encoder() {
         let signer = LogSigner::from_ed25519_seed([7; 32], KeyName::new("n").unwrap());
         let via_crate = PublicKey::Ed25519(match &signer.key {
-            PrivateKey::Ed25519(k) => k.verifying_key(),
+            HeldKey::Local(PrivateKey::Ed25519(k)) => k.verifying_key(),
             _ => unreachable!(),
         })
         .spki_der()
         .unwrap();
         assert_eq!(signer.public_key_der(), via_crate);
+    }
+
+    /// An "HSM" that is a local key behind the trait; `wrong` signs with another key.
+    #[derive(Debug)]
+    struct FakeHsm {
+        spki: Vec<u8>,
+        signer: LogSigner,
+    }
+
+    impl ExternalSigner for FakeHsm {
+        fn public_key_der(&self) -> &[u8] {
+            &self.spki
+        }
+
+        fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+            self.signer.sign_bytes(message).map_err(|e| e.to_string())
+        }
+    }
+
+    #[test]
+    fn external_keys_sign_like_local_ones_and_wrong_ones_are_refused() {
+        let name = KeyName::new("log.example").unwrap();
+        let local = LogSigner::from_p256_scalar([5; 32], name.clone()).unwrap();
+        let hsm = FakeHsm {
+            spki: local.public_key_der(),
+            signer: LogSigner::from_p256_scalar([5; 32], name.clone()).unwrap(),
+        };
+        let external = LogSigner::from_external(Arc::new(hsm), name.clone()).unwrap();
+        assert_eq!(external.log_id(), local.log_id());
+        let cp = crate::Checkpoint::new(crate::Origin::from(name.clone()), 2, [3; 32]);
+        let note = external.sign_checkpoint(&cp).unwrap();
+        assert_eq!(local.verifier().verify_checkpoint(&note).unwrap(), cp);
+        assert!(
+            external.to_pkcs8_pem().is_err(),
+            "an HSM key is not exportable"
+        );
+
+        let wrong = FakeHsm {
+            spki: local.public_key_der(),
+            signer: LogSigner::from_p256_scalar([6; 32], name.clone()).unwrap(),
+        };
+        assert!(matches!(
+            LogSigner::from_external(Arc::new(wrong), name),
+            Err(NoteError::SigningFailed { .. })
+        ));
     }
 }

@@ -56,7 +56,9 @@ pub use cosignature::{
     cosignature_v1_key_id, cosignature_v1_message, cosignature_v1_timestamp,
 };
 pub use error::NoteError;
-pub use keys::{LogKeyAlgorithm, LogSigner, LogVerifier, ecdsa_log_id, ed25519_log_id};
+pub use keys::{
+    ExternalSigner, LogKeyAlgorithm, LogSigner, LogVerifier, ecdsa_log_id, ed25519_log_id,
+};
 pub use mldsa::{
     MLDSA44_COSIGNATURE_LEN, MLDSA44_PUBLIC_KEY_LEN, MLDSA44_SIGNATURE_LEN, MlDsa44Signer,
     MlDsa44Verifier, mldsa44_checkpoint_message, mldsa44_key_id, mldsa44_timestamp,

@@ -76,6 +76,12 @@ pub struct ServerArgs {
     /// Password for an encrypted signing key.
     #[arg(long, env = "REKOR_SIGNER_PASSWORD", hide_env_values = true)]
     pub signer_password: Option<String>,
+    /// The log's signing key in an HSM or KMS instead of a file, as rekor-tiles names it:
+    /// `pkcs11:token=T;object=O?pin-value=P&module-path=/usr/lib/softhsm/libsofthsm2.so`
+    /// (RFC 7512), `awskms://[ENDPOINT]/KEY-ID-OR-ARN` or `gcpkms://projects/P/locations/L/
+    /// keyRings/R/cryptoKeys/K/cryptoKeyVersions/V`. Ed25519, ECDSA P-256 or P-384 keys.
+    #[arg(long, conflicts_with = "signer_filepath")]
+    pub signer_kmskey: Option<String>,
     /// Path to an ML-DSA-44 private key: unencrypted PKCS#8 PEM (`PRIVATE KEY`), RFC 9881 seed
     /// or seed-and-expanded-key form, not readable by others. When set, every checkpoint is
     /// dual-signed: the line of the --signer-filepath (or generated) key, then an ML-DSA-44

@@ -16,6 +16,7 @@ mod freeze;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod kms;
 pub mod metrics;
 pub mod rate_limit;
 mod run;

@@ -120,6 +120,28 @@ pub fn init_tracing(args: &ServerArgs) {
 ///
 /// [`RunError::Key`] or [`RunError::NoSigner`].
 pub fn signer(args: &ServerArgs, generated_key_dir: Option<&Path>) -> Result<LogSigner, RunError> {
+    if let Some(uri) = &args.signer_kmskey {
+        let name = rekor_note::KeyName::new(&args.hostname).map_err(|e| RunError::Flag {
+            flag: "--hostname",
+            reason: e.to_string(),
+        })?;
+        let key = crate::kms::open(uri).map_err(|e| RunError::Flag {
+            flag: "--signer-kmskey",
+            reason: e.to_string(),
+        })?;
+        let primary = LogSigner::from_external(key, name).map_err(|e| RunError::Flag {
+            flag: "--signer-kmskey",
+            reason: format!("the key does not sign as its public key says: {e}"),
+        })?;
+        return keys::with_mldsa(
+            primary,
+            args.signer_mldsa_filepath.as_deref(),
+            args.signer_mldsa_generate,
+            generated_key_dir,
+            &args.hostname,
+        )
+        .map_err(RunError::from);
+    }
     match (&args.signer_filepath, generated_key_dir) {
         (Some(path), _) => Ok(keys::load_signer(
             path,

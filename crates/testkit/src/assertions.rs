@@ -65,6 +65,25 @@ impl TrustedLog {
         Self::from_pem(&pem, hostname)
     }
 
+    /// Trusts a log whose key is held outside the process (`--signer-kmskey`: an HSM or a
+    /// KMS), from its DER SubjectPublicKeyInfo, as the KMS reports it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Note`] if the name or the key does not load.
+    pub fn from_public_key_der(spki_der: &[u8], hostname: &str) -> Result<Self> {
+        let verifier = LogVerifier::from_spki_der(KeyName::new(hostname)?, spki_der)?;
+        let ed25519_public_key = spki_der
+            .strip_prefix(&ED25519_SPKI_PREFIX[..])
+            .and_then(|key| <[u8; 32]>::try_from(key).ok());
+        Ok(TrustedLog {
+            origin: hostname.to_string(),
+            log_id: verifier.log_id(),
+            verifier,
+            ed25519_public_key,
+        })
+    }
+
     fn from_pem(pem: &[u8], hostname: &str) -> Result<Self> {
         let signer = LogSigner::from_pem(pem, None, KeyName::new(hostname)?)?;
         let verifier = signer.verifier();
