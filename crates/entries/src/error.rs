@@ -330,3 +330,38 @@ pub enum EntryError {
     #[error("no client signing algorithm given")]
     NoAlgorithms,
 }
+
+/// Why a query term is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TermError {
+    /// A digest or key is not `<algorithm>:<hex>`.
+    #[error("{kind} must be <algorithm>:<hex>, e.g. sha256:<64 hex digits>")]
+    NotAlgorithmHex {
+        /// The parameter.
+        kind: &'static str,
+    },
+    /// The algorithm is not one the log records.
+    #[error("{kind}: unsupported algorithm {algorithm:?} (supported: {supported})")]
+    UnsupportedAlgorithm {
+        /// The parameter.
+        kind: &'static str,
+        /// The algorithm given.
+        algorithm: String,
+        /// The algorithms accepted.
+        supported: &'static str,
+    },
+    /// The hex part has the wrong length or a non-hex digit.
+    #[error("{kind}: {algorithm} needs {expected} lowercase or uppercase hex digits")]
+    BadHex {
+        /// The parameter.
+        kind: &'static str,
+        /// The algorithm.
+        algorithm: &'static str,
+        /// The number of hex digits expected.
+        expected: usize,
+    },
+    /// An identity is empty, too long or holds control characters.
+    #[error("identity must be 1 to {max} bytes without control characters", max = crate::search::MAX_IDENTITY_LEN)]
+    BadIdentity,
+}

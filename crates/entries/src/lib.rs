@@ -53,6 +53,7 @@ mod hashedrekord;
 pub mod input;
 mod key;
 mod leaf;
+pub mod search;
 
 pub use algorithm::{AlgorithmRegistry, HashAlgorithm, SigningAlgorithm, public_key_details};
 pub use dsse::{pae, validate_dsse};

@@ -224,3 +224,67 @@ pub async fn publication_claim_suite(first: &dyn Coordinator, second: &dyn Coord
     assert!(first.claim_publication(Duration::ZERO).await.unwrap());
     assert!(second.claim_publication(Duration::ZERO).await.unwrap());
 }
+
+/// Checks the [`crate::SearchIndex`] contract on an empty index. `second` is another handle on
+/// the same index (or the same one again): its indexer races the first.
+pub async fn search_index_suite(index: &dyn crate::SearchIndex, second: &dyn crate::SearchIndex) {
+    let key = |b: u8| [b; 32];
+    assert_eq!(index.indexed_size().await.unwrap(), 0);
+    assert!(
+        index
+            .lookup(key(1), 0, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Entries 0..4: entry 0 and 2 carry key 1; 1 carries keys 1 and 2; 3 carries nothing.
+    let first = vec![(key(1), 0), (key(1), 1), (key(2), 1), (key(1), 2)];
+    index.append(0, 4, first.clone()).await.unwrap();
+    assert_eq!(second.indexed_size().await.unwrap(), 4);
+    assert_eq!(
+        second.lookup(key(1), 0, u64::MAX, 10).await.unwrap(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(index.lookup(key(2), 0, 4, 10).await.unwrap(), vec![1]);
+    assert!(index.lookup(key(3), 0, 4, 10).await.unwrap().is_empty());
+    // Pages: start, below and limit.
+    assert_eq!(index.lookup(key(1), 1, 4, 10).await.unwrap(), vec![1, 2]);
+    assert_eq!(index.lookup(key(1), 0, 2, 10).await.unwrap(), vec![0, 1]);
+    assert_eq!(index.lookup(key(1), 0, 4, 2).await.unwrap(), vec![0, 1]);
+    assert!(index.lookup(key(1), 3, 4, 10).await.unwrap().is_empty());
+
+    // A second indexer that lost the race changes nothing.
+    assert!(matches!(
+        second.append(0, 4, first).await,
+        Err(Error::Precondition { .. })
+    ));
+    assert!(matches!(
+        second.append(5, 6, vec![(key(1), 5)]).await,
+        Err(Error::Precondition { .. })
+    ));
+    // Postings outside the range are refused, and nothing moves.
+    assert!(index.append(4, 6, vec![(key(1), 6)]).await.is_err());
+    assert_eq!(index.indexed_size().await.unwrap(), 4);
+    // An empty range of entries with no terms still moves the size.
+    index.append(4, 6, Vec::new()).await.unwrap();
+    second.append(6, 8, vec![(key(2), 7)]).await.unwrap();
+    assert_eq!(index.indexed_size().await.unwrap(), 8);
+    assert_eq!(index.lookup(key(2), 0, 8, 10).await.unwrap(), vec![1, 7]);
+    assert_eq!(index.lookup(key(2), 2, 8, 10).await.unwrap(), vec![7]);
+
+    // A batch as large as an indexer commits, with the largest indices.
+    let many: Vec<_> = (8..1032).map(|i| (key(9), i)).collect();
+    index.append(8, 1032, many).await.unwrap();
+    let got = index.lookup(key(9), 0, u64::MAX, 2000).await.unwrap();
+    assert_eq!(got, (8..1032).collect::<Vec<_>>());
+    let big = (1 << 40) + 3;
+    index
+        .append(1032, big + 1, vec![(key(9), big)])
+        .await
+        .unwrap();
+    assert_eq!(
+        index.lookup(key(9), 1031, u64::MAX, 10).await.unwrap(),
+        vec![1031, big]
+    );
+}

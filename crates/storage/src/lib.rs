@@ -40,6 +40,7 @@ pub mod memory;
 mod packed;
 #[cfg(feature = "posix")]
 pub mod posix;
+pub mod search;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
@@ -53,6 +54,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 pub use error::{BoxError, Error, Result};
+pub use search::{MAX_LOOKUP, MemorySearchIndex, Posting, SearchIndex};
 
 /// The path of the checkpoint object, relative to the storage root.
 pub const CHECKPOINT_PATH: &str = "checkpoint";

@@ -17,8 +17,10 @@ use rekor_emulators::aws::{
     MOTO_ACCESS_KEY_ID, MOTO_REGION, MOTO_SECRET_ACCESS_KEY, MariaDb, MotoS3,
 };
 use rekor_storage::aws::{MysqlConfig, MysqlCoordinator, MysqlTls, S3Config, S3Storage};
-use rekor_storage::conformance::{coordinator_suite, publication_claim_suite, storage_suite};
-use rekor_storage::{Coordinator, Error, Object, SequenceLeaf, Storage};
+use rekor_storage::conformance::{
+    coordinator_suite, publication_claim_suite, search_index_suite, storage_suite,
+};
+use rekor_storage::{Coordinator, Error, Object, SearchIndex, SequenceLeaf, Storage};
 
 fn s3_config(moto: &MotoS3, bucket: &str) -> S3Config {
     S3Config {
@@ -174,6 +176,7 @@ async fn mysql_coordinator_against_mariadb() {
         "claims",
         "claims_race",
         "claims_old",
+        "search",
     ] {
         maria.create_database(db).unwrap();
     }
@@ -212,6 +215,25 @@ async fn mysql_coordinator_against_mariadb() {
     bad.password = Some("wrong".to_owned());
     let err = MysqlCoordinator::connect(&bad).await.unwrap_err();
     assert!(matches!(err, Error::Other { .. }), "{err:?}");
+
+    // The search index, on two frontends' pools, then reopened.
+    let frontend_a = coordinator(&maria, "search")
+        .await
+        .search_index()
+        .await
+        .unwrap();
+    let frontend_b = coordinator(&maria, "search")
+        .await
+        .search_index()
+        .await
+        .unwrap();
+    search_index_suite(&frontend_a, &frontend_b).await;
+    let reopened = coordinator(&maria, "search")
+        .await
+        .search_index()
+        .await
+        .unwrap();
+    assert_eq!(reopened.indexed_size().await.unwrap(), (1 << 40) + 4);
 
     concurrent_sequencing(&maria).await;
     dedup_first_index_wins(&maria).await;

@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rekor_emulators::gcp::{FakeGcs, SpannerEmulator};
 use rekor_emulators::skip_or_fail;
-use rekor_storage::conformance::{coordinator_suite, publication_claim_suite, storage_suite};
+use rekor_storage::conformance::{
+    coordinator_suite, publication_claim_suite, search_index_suite, storage_suite,
+};
 use rekor_storage::gcp::{GcsConfig, GcsStorage, SpannerConfig, SpannerCoordinator};
 use rekor_storage::{
-    CHECKPOINT_PATH, Coordinator, Error, Object, SequenceLeaf, SequenceState, Storage,
+    CHECKPOINT_PATH, Coordinator, Error, Object, SearchIndex, SequenceLeaf, SequenceState, Storage,
 };
 
 const BUCKET: &str = "rekor-test";
@@ -296,6 +298,13 @@ async fn spanner_passes_the_coordinator_conformance_suite() {
             .await,
         Err(rekor_storage::Error::Frozen { size: 3 })
     ));
+    // The search index, on both connections (two frontends), then on a third.
+    search_index_suite(&coordinator.search_index(), &again.search_index()).await;
+    let third = self::coordinator(&spanner, &database, Duration::from_secs(20)).await;
+    assert_eq!(
+        third.search_index().indexed_size().await.unwrap(),
+        (1 << 40) + 4
+    );
 }
 
 fn leaf(task: usize, batch: usize, n: usize) -> SequenceLeaf {

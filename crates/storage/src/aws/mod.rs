@@ -81,10 +81,12 @@ mod dsn;
 mod error;
 mod mysql;
 mod s3;
+mod search;
 
 pub use dsn::{MysqlConfig, MysqlTls};
 pub use mysql::MysqlCoordinator;
 pub use s3::{S3Config, S3Storage};
+pub use search::MysqlSearchIndex;
 
 use error::AwsError;
 

@@ -175,6 +175,15 @@ impl MysqlCoordinator {
         Ok(coordinator)
     }
 
+    /// The log's search index, in the same database (its tables are created if missing).
+    ///
+    /// # Errors
+    ///
+    /// As for [`MysqlCoordinator::connect`].
+    pub async fn search_index(&self) -> Result<super::MysqlSearchIndex> {
+        super::MysqlSearchIndex::open(self.pool.clone(), self.timeout).await
+    }
+
     /// Closes the pool's connections.
     ///
     /// # Errors

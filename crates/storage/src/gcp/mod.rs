@@ -52,9 +52,11 @@
 
 mod error;
 mod gcs;
+mod search;
 mod spanner;
 
 pub use gcs::{GcsConfig, GcsStorage, STORAGE_EMULATOR_HOST};
+pub use search::SpannerSearchIndex;
 pub use spanner::{MAX_CHUNK_BYTES, SPANNER_EMULATOR_HOST, SpannerConfig, SpannerCoordinator};
 
 use std::time::Duration;

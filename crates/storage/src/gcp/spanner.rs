@@ -58,7 +58,7 @@ const CLAIM_PUBLICATION: &str = "UPDATE RekorCoordination SET PublishedAt = PEND
      WHERE Id = 0 AND (@interval = 0 OR PublishedAt IS NULL \
      OR TIMESTAMP_DIFF(CURRENT_TIMESTAMP(), PublishedAt, MICROSECOND) >= @interval)";
 
-const SCHEMA: [(&str, &str); 3] = [
+const SCHEMA: [(&str, &str); 5] = [
     (
         COORDINATION,
         "CREATE TABLE IF NOT EXISTS RekorCoordination (\
@@ -78,6 +78,8 @@ const SCHEMA: [(&str, &str); 3] = [
          DedupKey BYTES(32) NOT NULL, LeafIndex INT64 NOT NULL\
          ) PRIMARY KEY (DedupKey)",
     ),
+    (super::search::PROGRESS, super::search::PROGRESS_DDL),
+    (super::search::POSTINGS, super::search::POSTINGS_DDL),
 ];
 
 /// Which Spanner database [`SpannerCoordinator`] uses.
@@ -134,13 +136,13 @@ fn is_aborted(error: &SpannerError) -> bool {
     matches!(error, SpannerError::GRPC(status) if status.code() == Code::Aborted)
 }
 
-fn to_i64(value: u64) -> Result<i64, GcpError> {
+pub(super) fn to_i64(value: u64) -> Result<i64, GcpError> {
     i64::try_from(value).map_err(|_| GcpError::Corrupt {
         what: "index beyond INT64",
     })
 }
 
-fn to_u64(value: i64, what: &'static str) -> Result<u64, GcpError> {
+pub(super) fn to_u64(value: i64, what: &'static str) -> Result<u64, GcpError> {
     u64::try_from(value).map_err(|_| GcpError::Corrupt { what })
 }
 
@@ -286,6 +288,16 @@ impl SpannerCoordinator {
         &self.database
     }
 
+    /// The log's search index, in the same database (its tables are created with the
+    /// coordinator's).
+    pub fn search_index(&self) -> super::SpannerSearchIndex {
+        super::SpannerSearchIndex::new(self.clone())
+    }
+
+    pub(super) fn client(&self) -> &Client {
+        &self.client
+    }
+
     async fn ensure_coordination_row(&self) -> Result<()> {
         self.transact(|tx| {
             Box::pin(async move {
@@ -307,7 +319,7 @@ impl SpannerCoordinator {
 
     /// Runs `body` in a read-write transaction, retrying on `ABORTED` (contention) until it commits.
     /// The caller's time limit bounds the retries.
-    async fn transact<T, F>(&self, body: F) -> Result<T>
+    pub(super) async fn transact<T, F>(&self, body: F) -> Result<T>
     where
         F: for<'tx> Fn(&'tx mut ReadWriteTransaction) -> TxFuture<'tx, T>,
     {
@@ -324,7 +336,7 @@ impl SpannerCoordinator {
         }
     }
 
-    async fn limited<T>(
+    pub(super) async fn limited<T>(
         &self,
         what: &'static str,
         work: impl Future<Output = Result<T>>,

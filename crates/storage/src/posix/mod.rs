@@ -24,6 +24,7 @@ mod dedup;
 mod error;
 mod journal;
 mod legacy;
+mod search;
 mod sync;
 #[cfg(test)]
 mod test_support;
@@ -41,6 +42,7 @@ use tracing::warn;
 
 pub use coordinator::PosixCoordinator;
 use error::PosixError;
+pub use search::PosixSearchIndex;
 pub use sync::DEFAULT_SYNC_INTERVAL;
 use sync::{SyncTracker, sync_dir};
 
@@ -136,6 +138,18 @@ impl PosixBackend {
             }),
             coordinator: Arc::new(coordinator),
         })
+    }
+
+    /// Opens (creating if needed) the directory's search index, in `.rekor/search/`. Call it
+    /// once per process: the index is held open until the last handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// I/O and database errors.
+    pub fn open_search_index(&self) -> Result<PosixSearchIndex> {
+        Ok(PosixSearchIndex::open(
+            &self.storage.root.join(PRIVATE_DIR),
+        )?)
     }
 
     /// Makes every tile and bundle written so far durable and releases their leaves from the

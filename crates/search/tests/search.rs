@@ -1,0 +1,268 @@
+//! The indexer and searches against a real log pipeline on memory storage. The expected answers
+//! come from how the test built its entries, not from the index; every proof is checked again
+//! here against the checkpoint the log published.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use rekor_entries::search::SearchTerm;
+use rekor_log::{Log, LogConfig};
+use rekor_note::{KeyName, LogSigner, Origin};
+use rekor_search::{Indexer, SearchError, SearchPage, SearchTree, search};
+use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
+use rekor_storage::{MemorySearchIndex, SearchIndex, Storage};
+use rekor_tlog::{LeafIndex, TreeSize, leaf_hash, verify_inclusion};
+use sha2::{Digest, Sha256};
+
+const ORIGIN: &str = "search.test.example";
+
+/// Entry `i` logs digest `i % 7` and is signed by key `i % 2`.
+fn entry(i: u64) -> Bytes {
+    let digest = Sha256::digest((i % 7).to_be_bytes());
+    let spki = format!("key number {}", i % 2);
+    // A unique signature keeps every entry distinct for dedup.
+    let body = format!(
+        r#"{{"apiVersion":"0.0.2","kind":"hashedrekord","spec":{{"hashedRekordV002":{{"data":{{"algorithm":"SHA2_256","digest":"{}"}},"signature":{{"content":"{}","verifier":{{"keyDetails":"PKIX_ECDSA_P256_SHA_256","publicKey":{{"rawBytes":"{}"}}}}}}}}}}}}"#,
+        STANDARD.encode(digest),
+        STANDARD.encode(i.to_be_bytes()),
+        STANDARD.encode(spki.as_bytes()),
+    );
+    Bytes::from(body)
+}
+
+fn digest_term(n: u64) -> SearchTerm {
+    let digest = Sha256::digest(n.to_be_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    SearchTerm::digest(&format!("sha256:{hex}")).unwrap()
+}
+
+fn key_term(n: u64) -> SearchTerm {
+    let digest = Sha256::digest(format!("key number {n}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    SearchTerm::key(&format!("sha256:{hex}")).unwrap()
+}
+
+struct TestLog {
+    storage: Arc<MemoryStorage>,
+    log: Log,
+    /// `numbers[index]`: the number of the entry logged at `index` (concurrent adds are
+    /// sequenced in any order).
+    numbers: std::sync::Mutex<Vec<u64>>,
+}
+
+impl TestLog {
+    async fn open() -> TestLog {
+        let storage = Arc::new(MemoryStorage::default());
+        let signer = Arc::new(LogSigner::from_ed25519_seed(
+            [9; 32],
+            KeyName::new(ORIGIN).unwrap(),
+        ));
+        let log = Log::open(
+            storage.clone(),
+            Arc::new(MemoryCoordinator::default()),
+            signer,
+            Origin::new(ORIGIN).unwrap(),
+            LogConfig {
+                batch_max_age: std::time::Duration::from_millis(5),
+                ..LogConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        TestLog {
+            storage,
+            log,
+            numbers: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds entries `range` concurrently and returns the checkpoint's tree once all are in.
+    /// The indices below `size` of entries whose number passes `matches`.
+    fn expected(&self, size: u64, matches: impl Fn(u64) -> bool) -> Vec<u64> {
+        let numbers = self.numbers.lock().unwrap();
+        (0..size)
+            .filter(|&index| matches(numbers[usize::try_from(index).unwrap()]))
+            .collect()
+    }
+
+    /// The bytes logged at `index`.
+    fn body(&self, index: u64) -> Bytes {
+        entry(self.numbers.lock().unwrap()[usize::try_from(index).unwrap()])
+    }
+
+    async fn add(&self, range: std::ops::Range<u64>) -> SearchTree {
+        let numbers: Vec<u64> = range.collect();
+        // Below the pipeline's pushback limit.
+        for chunk in numbers.chunks(2000) {
+            let adds = chunk
+                .iter()
+                .map(|&i| async move { (i, self.log.add(entry(i)).await) });
+            for (i, result) in futures::future::join_all(adds).await {
+                let index = usize::try_from(result.unwrap().index).unwrap();
+                let mut logged = self.numbers.lock().unwrap();
+                if logged.len() <= index {
+                    logged.resize(index + 1, u64::MAX);
+                }
+                logged[index] = i;
+            }
+        }
+        let checkpoint = self.log.checkpoint();
+        SearchTree {
+            size: checkpoint.size,
+            root: checkpoint.root,
+        }
+    }
+}
+
+/// Every page of a search, following `next`.
+async fn all_pages(
+    log: &TestLog,
+    index: &dyn SearchIndex,
+    tree: SearchTree,
+    term: &SearchTerm,
+    page_size: usize,
+) -> Vec<u64> {
+    let mut found = Vec::new();
+    let mut start = 0;
+    loop {
+        let storage: &dyn Storage = log.storage.as_ref();
+        let SearchPage { entries, next } = search(storage, index, tree, term, start, page_size)
+            .await
+            .unwrap();
+        assert!(entries.len() <= page_size);
+        for e in &entries {
+            assert_eq!(e.body, log.body(e.index), "the entry bytes as logged");
+            verify_inclusion(
+                &leaf_hash(&e.body),
+                LeafIndex::new(e.index),
+                TreeSize::new(tree.size),
+                &e.proof,
+                &tree.root,
+            )
+            .unwrap();
+        }
+        found.extend(entries.iter().map(|e| e.index));
+        match next {
+            Some(next) => {
+                assert_eq!(entries.len(), page_size, "a full page before a next page");
+                start = next;
+            }
+            None => return found,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_match_in_order_across_pages_bundles_and_the_unindexed_tail() {
+    let log = TestLog::open().await;
+    let tree = log.add(0..700).await;
+    assert_eq!(tree.size, 700);
+    let index = Arc::new(MemorySearchIndex::default());
+    let indexer = Indexer::new(log.storage.clone(), index.clone());
+    assert_eq!(indexer.catch_up(tree.size).await.unwrap(), 700);
+
+    for n in 0..7 {
+        assert_eq!(
+            all_pages(&log, index.as_ref(), tree, &digest_term(n), 9).await,
+            log.expected(700, |i| i % 7 == n),
+            "digest {n}"
+        );
+    }
+    assert_eq!(
+        all_pages(&log, index.as_ref(), tree, &key_term(1), 100).await,
+        log.expected(700, |i| i % 2 == 1)
+    );
+    // A term no entry carries: an empty answer, not an error.
+    assert!(
+        all_pages(&log, index.as_ref(), tree, &digest_term(99), 10)
+            .await
+            .is_empty()
+    );
+
+    // More entries, not yet indexed: the search scans them directly and misses none.
+    let bigger = log.add(700..1000).await;
+    assert_eq!(index.indexed_size().await.unwrap(), 700);
+    assert_eq!(
+        all_pages(&log, index.as_ref(), bigger, &digest_term(3), 50).await,
+        log.expected(1000, |i| i % 7 == 3)
+    );
+    // The older tree still answers (its partial bundle and tiles may be gone: the full ones
+    // stand in), with proofs into the older root.
+    assert_eq!(
+        all_pages(&log, index.as_ref(), tree, &digest_term(3), 50).await,
+        log.expected(700, |i| i % 7 == 3)
+    );
+    log.log.shutdown().await;
+}
+
+#[tokio::test]
+async fn indexers_racing_on_one_index_record_each_entry_once() {
+    let log = TestLog::open().await;
+    let tree = log.add(0..5000).await;
+    let index = Arc::new(MemorySearchIndex::default());
+    let first = Indexer::new(log.storage.clone(), index.clone());
+    let second = Indexer::new(log.storage.clone(), index.clone());
+    let (a, b) = tokio::join!(first.catch_up(tree.size), second.catch_up(tree.size));
+    assert_eq!((a.unwrap(), b.unwrap()), (5000, 5000));
+    let found = all_pages(&log, index.as_ref(), tree, &digest_term(5), 1000).await;
+    assert_eq!(found, log.expected(5000, |i| i % 7 == 5));
+    log.log.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_search_far_ahead_of_the_index_is_refused_until_it_catches_up() {
+    let log = TestLog::open().await;
+    let size = rekor_search::MAX_UNINDEXED_SCAN + 10;
+    let tree = log.add(0..size).await;
+    let index = Arc::new(MemorySearchIndex::default());
+    let err = search(
+        log.storage.as_ref(),
+        index.as_ref(),
+        tree,
+        &digest_term(1),
+        0,
+        10,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, SearchError::IndexBehind { indexed: 0, size: s } if s == size),
+        "{err}"
+    );
+    // A follower catches up from the published checkpoints.
+    let (sizes, receiver) = tokio::sync::watch::channel(tree.size);
+    let follower = tokio::spawn(
+        Indexer::new(log.storage.clone(), index.clone())
+            .follow(receiver, std::time::Duration::from_millis(10)),
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while index.indexed_size().await.unwrap() < size {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the follower never caught up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let page = search(
+        log.storage.as_ref(),
+        index.as_ref(),
+        tree,
+        &digest_term(1),
+        0,
+        10,
+    )
+    .await
+    .unwrap();
+    let want = log.expected(size, |i| i % 7 == 1);
+    assert_eq!(
+        page.entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+        want[..10]
+    );
+    assert_eq!(page.next, Some(want[10]));
+    drop(sizes);
+    follower.await.unwrap();
+    log.log.shutdown().await;
+}

@@ -1,0 +1,185 @@
+//! [`MysqlSearchIndex`]: the search index in the AWS log's MySQL database, beside the
+//! coordinator's tables and shared the same way by every frontend.
+//!
+//! ```text
+//! rekor_search_progress (id TINYINT PRIMARY KEY, indexed BIGINT UNSIGNED)  -- one row, id 0
+//! rekor_search_postings (term_prefix BIGINT UNSIGNED, leaf_index BIGINT UNSIGNED,
+//!                        PRIMARY KEY (term_prefix, leaf_index))
+//! ```
+//!
+//! A posting keeps the first 8 bytes of the term's index key (see [`crate::SearchIndex::lookup`]
+//! on why a prefix is enough). An append is one transaction: it locks the progress row, checks
+//! the size, inserts the postings (`INSERT IGNORE`, so a retry of a lost commit is harmless)
+//! and moves the size.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Pool, TxOpts};
+
+use super::{AwsError, MYSQL_BACKEND};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append};
+use crate::{Error, Result};
+
+/// Postings per `INSERT` statement, well under `max_allowed_packet`.
+const INSERT_CHUNK: usize = 2000;
+
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS rekor_search_progress (
+        id TINYINT UNSIGNED NOT NULL PRIMARY KEY,
+        indexed BIGINT UNSIGNED NOT NULL
+    ) ENGINE=InnoDB",
+    "CREATE TABLE IF NOT EXISTS rekor_search_postings (
+        term_prefix BIGINT UNSIGNED NOT NULL,
+        leaf_index BIGINT UNSIGNED NOT NULL,
+        PRIMARY KEY (term_prefix, leaf_index)
+    ) ENGINE=InnoDB",
+    "INSERT IGNORE INTO rekor_search_progress (id, indexed) VALUES (0, 0)",
+];
+
+/// The search index of an AWS log, in its MySQL database.
+#[derive(Clone)]
+pub struct MysqlSearchIndex {
+    pool: Pool,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for MysqlSearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlSearchIndex")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn prefix(key: &[u8; 32]) -> u64 {
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&key[..8]);
+    u64::from_be_bytes(top)
+}
+
+impl MysqlSearchIndex {
+    /// Creates the tables if missing, on the coordinator's pool.
+    pub(super) async fn open(pool: Pool, timeout: Duration) -> Result<MysqlSearchIndex> {
+        let index = MysqlSearchIndex { pool, timeout };
+        index
+            .bounded("open search index", async {
+                let mut conn = index.pool.get_conn().await.map_err(AwsError::Mysql)?;
+                for statement in SCHEMA {
+                    conn.query_drop(statement).await.map_err(AwsError::Mysql)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(index)
+    }
+
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(AwsError::Timeout {
+                    backend: MYSQL_BACKEND,
+                    operation,
+                    after: self.timeout,
+                }
+                .into())
+            })
+    }
+
+    async fn read_indexed(conn: &mut impl Queryable, lock: bool) -> Result<u64> {
+        let sql = if lock {
+            "SELECT indexed FROM rekor_search_progress WHERE id = 0 FOR UPDATE"
+        } else {
+            "SELECT indexed FROM rekor_search_progress WHERE id = 0"
+        };
+        let row: Option<u64> = conn.query_first(sql).await.map_err(AwsError::Mysql)?;
+        Ok(row.ok_or_else(|| AwsError::inconsistent("the search progress row is missing"))?)
+    }
+}
+
+#[async_trait]
+impl SearchIndex for MysqlSearchIndex {
+    async fn indexed_size(&self) -> Result<u64> {
+        self.bounded("search indexed size", async {
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
+            Self::read_indexed(&mut conn, false).await
+        })
+        .await
+    }
+
+    async fn append(&self, from: u64, to: u64, postings: Vec<Posting>) -> Result<()> {
+        check_append(MYSQL_BACKEND, from, to, &postings)?;
+        self.bounded("search append", async {
+            let mut tx = self
+                .pool
+                .start_transaction(TxOpts::default())
+                .await
+                .map_err(AwsError::Mysql)?;
+            let indexed = Self::read_indexed(&mut tx, true).await?;
+            if indexed != from {
+                return Err(Error::Precondition {
+                    what: "search indexed size",
+                    expected: from.to_string(),
+                    found: indexed.to_string(),
+                });
+            }
+            for chunk in postings.chunks(INSERT_CHUNK) {
+                // Only integers are interpolated.
+                let mut sql = String::from(
+                    "INSERT IGNORE INTO rekor_search_postings (term_prefix, leaf_index) VALUES ",
+                );
+                for (i, (key, index)) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(',');
+                    }
+                    let _ = write!(sql, "({},{index})", prefix(key));
+                }
+                tx.query_drop(sql).await.map_err(AwsError::Mysql)?;
+            }
+            tx.exec_drop(
+                "UPDATE rekor_search_progress SET indexed = ? WHERE id = 0",
+                (to,),
+            )
+            .await
+            .map_err(AwsError::Mysql)?;
+            tx.commit().await.map_err(AwsError::Mysql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn lookup(
+        &self,
+        key: [u8; 32],
+        start: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>> {
+        let limit = u64::try_from(limit.min(MAX_LOOKUP)).unwrap_or(0);
+        self.bounded("search lookup", async {
+            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
+            let below = below.min(Self::read_indexed(&mut conn, false).await?);
+            if start >= below {
+                return Ok(Vec::new());
+            }
+            let found: Vec<u64> = conn
+                .exec(
+                    "SELECT leaf_index FROM rekor_search_postings \
+                     WHERE term_prefix = ? AND leaf_index >= ? AND leaf_index < ? \
+                     ORDER BY leaf_index LIMIT ?",
+                    (prefix(&key), start, below, limit),
+                )
+                .await
+                .map_err(AwsError::Mysql)?;
+            Ok(found)
+        })
+        .await
+    }
+}
