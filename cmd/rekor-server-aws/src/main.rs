@@ -87,5 +87,17 @@ async fn connect(args: &AwsArgs) -> anyhow::Result<Backend> {
     let coordinator = MysqlCoordinator::connect(&mysql)
         .await
         .context("connecting to MySQL")?;
-    Ok(Backend::new(Arc::new(storage), Arc::new(coordinator)))
+    let search_index = match args.server.search_index {
+        true => Some(Arc::new(
+            coordinator
+                .search_index()
+                .await
+                .context("the search index")?,
+        ) as _),
+        false => None,
+    };
+    Ok(Backend {
+        search_index,
+        ..Backend::new(Arc::new(storage), Arc::new(coordinator))
+    })
 }

@@ -90,8 +90,13 @@ async fn connect(args: &GcpArgs) -> anyhow::Result<Backend> {
     let coordinator = SpannerCoordinator::connect(SpannerConfig::new(&args.gcp_spanner))
         .await
         .with_context(|| format!("connecting to Spanner {}", args.gcp_spanner))?;
+    let search_index = args
+        .server
+        .search_index
+        .then(|| Arc::new(coordinator.search_index()) as _);
     Ok(Backend {
         min_checkpoint_interval: MIN_CHECKPOINT_INTERVAL,
+        search_index,
         ..Backend::new(Arc::new(storage), Arc::new(coordinator))
     })
 }

@@ -89,8 +89,17 @@ async fn main() -> anyhow::Result<()> {
 fn open(args: &PosixArgs) -> anyhow::Result<(PosixBackend, Backend)> {
     let posix = PosixBackend::open(&args.storage_dir)
         .with_context(|| format!("opening storage dir {}", args.storage_dir.display()))?;
+    let search_index = match args.server.search_index {
+        true => Some(Arc::new(
+            posix
+                .open_search_index()
+                .context("opening the search index")?,
+        ) as _),
+        false => None,
+    };
     let backend = Backend {
         generated_key_dir: Some(args.storage_dir.clone()),
+        search_index,
         ..Backend::new(
             Arc::clone(&posix.storage) as _,
             Arc::clone(&posix.coordinator) as _,

@@ -64,6 +64,12 @@ pub struct ServerArgs {
     #[arg(long, requires = "grpc_tls_cert_file")]
     pub grpc_tls_key_file: Option<PathBuf>,
 
+    /// Keep a search index of the log's entries (artifact digests, signer keys, certificate
+    /// identities) in the backend and answer GET /api/v2/search from it. The index is derived
+    /// from the entry bundles: it is built from them on the first start and caught up on each.
+    #[arg(long)]
+    pub search_index: bool,
+
     /// Refuse new entries (HTTP 405 / gRPC Unimplemented) and serve only reads: a frozen log.
     #[arg(long)]
     pub read_only: bool,

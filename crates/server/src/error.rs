@@ -7,7 +7,10 @@
 //! | `MissingEntry`, `InvalidEntry`, `EntryTooLarge`           |      |                  |
 //! | `Duplicate` (header `x-log-index: N`)                     | 409  | AlreadyExists    |
 //! | `NoSuchRoute`, `NotATilePath`, `NoCheckpoint`, `ObjectNotFound` | 404 | NotFound    |
+//! | `InvalidSearch`                                           | 400  | InvalidArgument  |
 //! | `ReadOnly` (plain text, as rekor-tiles)                   | 405  | Unimplemented    |
+//! | `SearchNotEnabled`                                        | 501  | Unimplemented    |
+//! | `SearchIndexBehind`                                       | 503  | Unavailable      |
 //! | `RateLimited` (header `Retry-After: S`)                   | 429  | ResourceExhausted |
 //! | `Pushback`, `ShuttingDown`, `NoWitnessQuorum`,            | 503  | Unavailable      |
 //! | `StorageUnavailable`                                      |      |                  |
@@ -86,6 +89,20 @@ pub enum ApiError {
     /// The log is frozen.
     #[error("log frozen")]
     ReadOnly,
+    /// A search query that names no term, several, or a malformed one.
+    #[error("invalid search: {0}")]
+    InvalidSearch(#[source] crate::search::SearchQueryError),
+    /// The server keeps no search index (`--search-index` is off).
+    #[error("search is not enabled on this log (the server runs without --search-index)")]
+    SearchNotEnabled,
+    /// The search index is too far behind the checkpoint to answer completely; it is catching up.
+    #[error("the search index covers {indexed} of {size} entries; retry shortly")]
+    SearchIndexBehind {
+        /// The indexed size.
+        indexed: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
     /// The client is over `--rate-limit-per-ip`; it may write again after the wait.
     #[error("rate limit exceeded for this client; retry after {0}")]
     RateLimited(crate::rate_limit::RetryAfter),
@@ -132,17 +149,20 @@ impl ApiError {
             | E::InvalidRequest(_)
             | E::MissingEntry
             | E::InvalidEntry(_)
-            | E::EntryTooLarge { .. } => (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+            | E::EntryTooLarge { .. }
+            | E::InvalidSearch(_) => (StatusCode::BAD_REQUEST, Code::InvalidArgument),
             E::Duplicate { .. } => (StatusCode::CONFLICT, Code::AlreadyExists),
             E::NoSuchRoute | E::NotATilePath(_) | E::NoCheckpoint | E::ObjectNotFound { .. } => {
                 (StatusCode::NOT_FOUND, Code::NotFound)
             }
             E::ReadOnly => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
+            E::SearchNotEnabled => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
             E::Pushback
             | E::ShuttingDown
             | E::NoWitnessQuorum { .. }
             | E::StorageUnavailable(_)
+            | E::SearchIndexBehind { .. }
             | E::NotServing(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
             // 503 over HTTP, as before; gRPC has a code of its own for it.
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::DeadlineExceeded),
@@ -159,6 +179,7 @@ impl ApiError {
             | ApiError::ShuttingDown
             | ApiError::NoWitnessQuorum { .. }
             | ApiError::StorageUnavailable(_)
+            | ApiError::SearchIndexBehind { .. }
             | ApiError::Timeout(_)
             | ApiError::NotServing(_) => Severity::Unavailable,
             _ => Severity::Refused,
@@ -433,6 +454,20 @@ mod tests {
             (ApiError::NoSuchRoute, 404, Code::NotFound),
             (ApiError::NotATilePath(bad_path), 404, Code::NotFound),
             (ApiError::NoCheckpoint, 404, Code::NotFound),
+            (
+                ApiError::InvalidSearch(crate::search::SearchQueryError::NoTerm),
+                400,
+                Code::InvalidArgument,
+            ),
+            (ApiError::SearchNotEnabled, 501, Code::Unimplemented),
+            (
+                ApiError::SearchIndexBehind {
+                    indexed: 1,
+                    size: 20_000,
+                },
+                503,
+                Code::Unavailable,
+            ),
             (
                 ApiError::ObjectNotFound {
                     path: "tile/0/000".into(),

@@ -22,6 +22,7 @@ pub fn router(state: AppState, timeout: Duration) -> Router {
         .route("/api/v2/log/entries", post(create_entry))
         .route("/api/v2/checkpoint", get(checkpoint))
         .route("/api/v2/tile/{*path}", get(tile))
+        .route("/api/v2/search", get(search))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         // Inside `observe`, so timed-out requests are counted and logged like any other failure.
@@ -146,6 +147,30 @@ async fn checkpoint(State(state): State<AppState>) -> Response {
 async fn tile(State(state): State<AppState>, Path(path): Path<String>) -> Response {
     match state.tile(&format!("tile/{path}")).await {
         Ok((data, kind)) => object_response(data, kind),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// GET /api/v2/search?digest=|key=|identity=…[&pageSize=N][&pageToken=T]: matching entries with
+/// inclusion proofs against the checkpoint returned (see [`crate::search`]).
+async fn search(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let answer = match crate::search::SearchQuery::parse(query.as_deref().unwrap_or_default()) {
+        Ok(query) => state.search(&query).await,
+        Err(e) => Err(ApiError::InvalidSearch(e)),
+    };
+    match answer {
+        Ok(body) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -20,6 +20,7 @@ pub mod kms;
 pub mod metrics;
 pub mod rate_limit;
 mod run;
+pub mod search;
 mod serve;
 mod service;
 mod tile_cache;

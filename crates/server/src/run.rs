@@ -32,6 +32,8 @@ pub struct Backend {
     /// one object). `--checkpoint-interval 0s` means "as often as allowed"; a smaller non-zero
     /// value is refused.
     pub min_checkpoint_interval: Duration,
+    /// The backend's search index, opened by the main when `--search-index` is on.
+    pub search_index: Option<Arc<dyn rekor_storage::SearchIndex>>,
 }
 
 impl Backend {
@@ -42,6 +44,7 @@ impl Backend {
             coordinator,
             generated_key_dir: None,
             min_checkpoint_interval: Duration::ZERO,
+            search_index: None,
         }
     }
 }
@@ -256,6 +259,66 @@ async fn bind(
     Ok((listener, bound))
 }
 
+/// The search index to serve, if `--search-index` is on.
+fn search_index(
+    args: &ServerArgs,
+    backend: &Backend,
+) -> Result<Option<Arc<dyn rekor_storage::SearchIndex>>, RunError> {
+    if !args.search_index {
+        return Ok(None);
+    }
+    match &backend.search_index {
+        Some(index) => Ok(Some(Arc::clone(index))),
+        None => Err(RunError::Flag {
+            flag: "--search-index",
+            reason: "this backend was started without a search index".to_string(),
+        }),
+    }
+}
+
+/// Runs an indexer that follows the log's checkpoints (or, read-only, the stored one) until
+/// `stop`. Searches answer completely meanwhile: entries it has not reached are scanned.
+async fn spawn_indexer(
+    backend: &Backend,
+    index: Arc<dyn rekor_storage::SearchIndex>,
+    log: Option<Log>,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
+    let storage = Arc::clone(&backend.storage);
+    let stored = match storage.read_checkpoint().await.map_err(LogError::from)? {
+        Some(versioned) => rekor_note::Note::parse(&versioned.data)
+            .and_then(|note| rekor_note::Checkpoint::parse(note.text()))
+            .map(|checkpoint| checkpoint.size)
+            .unwrap_or(0),
+        None => 0,
+    };
+    let (sizes, receiver) = tokio::sync::watch::channel(stored);
+    let indexer = rekor_search::Indexer::new(storage, index);
+    tokio::spawn(async move {
+        let follow = indexer.follow(receiver, Duration::from_secs(1));
+        let feed = async move {
+            if let Some(log) = log {
+                let mut checkpoints = log.watch_checkpoints();
+                loop {
+                    let size = checkpoints.borrow_and_update().size;
+                    sizes.send_replace(size);
+                    if checkpoints.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+            // Read-only, or the log closed: hold the size until the server stops.
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = follow => {}
+            () = feed => {}
+            () = stop.cancelled() => {}
+        }
+    });
+    Ok(())
+}
+
 /// Runs the server until SIGTERM or Ctrl-C, then drains requests and publishes what is in flight.
 ///
 /// # Errors
@@ -404,6 +467,14 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     )
     .with_tile_cache(args.tile_cache_size)
     .with_rate_limiter(rate_limiter(&args)?);
+    let stop = CancellationToken::new();
+    let state = match search_index(&args, &backend)? {
+        Some(index) => {
+            spawn_indexer(&backend, Arc::clone(&index), log.clone(), stop.clone()).await?;
+            state.with_search_index(index)
+        }
+        None => state,
+    };
 
     let (http_listener, http_address) =
         bind("http", SocketAddr::new(args.http_address, args.http_port)).await?;
@@ -428,7 +499,6 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         &[b"h2"],
     )?;
 
-    let stop = CancellationToken::new();
     let http = {
         let router = crate::http::router(state.clone(), args.server_timeout);
         let stop = stop.clone();

@@ -13,7 +13,7 @@ use rekor_api::rekor::v2::CreateEntryRequest;
 use rekor_api::rekor::v2::create_entry_request::Spec;
 use rekor_entries::{AlgorithmRegistry, EntryKind};
 use rekor_log::Log;
-use rekor_storage::{ObjectKind, Storage};
+use rekor_storage::{ObjectKind, SearchIndex, Storage};
 use rekor_tlog::TilePath;
 
 use crate::error::{ApiError, ErrorLog};
@@ -41,6 +41,7 @@ struct AppInner {
     errors: ErrorLog,
     tiles: Option<TileCache>,
     rate_limiter: Option<RateLimiter>,
+    search: Option<Arc<dyn SearchIndex>>,
 }
 
 impl AppState {
@@ -67,6 +68,7 @@ impl AppState {
                 errors: ErrorLog::default(),
                 tiles: None,
                 rate_limiter: None,
+                search: None,
             }),
         }
     }
@@ -89,6 +91,31 @@ impl AppState {
             inner.rate_limiter = limiter.is_enabled().then_some(limiter);
         }
         self
+    }
+
+    /// The same state answering `GET /api/v2/search` from `index` (kept up to date by an
+    /// indexer the caller runs). Call before cloning the state into handlers.
+    #[must_use]
+    pub fn with_search_index(mut self, index: Arc<dyn SearchIndex>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.search = Some(index);
+        }
+        self
+    }
+
+    /// The search index, if the server keeps one.
+    pub fn search_index(&self) -> Option<&Arc<dyn SearchIndex>> {
+        self.inner.search.as_ref()
+    }
+
+    /// The log's storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// The log ID (SHA-256 of the log's public key, as in TransparencyLogEntry.logId).
+    pub fn log_id(&self) -> [u8; 32] {
+        self.inner.log_id
     }
 
     /// Whether writes are rate-limited per client.
