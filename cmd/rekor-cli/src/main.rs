@@ -3,6 +3,7 @@
 
 mod audit;
 mod commands;
+mod search;
 mod sign;
 mod trust;
 mod upload;
@@ -118,6 +119,10 @@ enum Command {
     Audit(audit::AuditArgs),
     /// Follow the log, proving each new checkpoint extends the last verified one.
     Monitor(audit::MonitorArgs),
+    /// Every entry for an artifact digest, a key or a certificate identity (a log started with
+    /// --search-index), each verified: checkpoint signature, inclusion proof, that it carries
+    /// the term.
+    Search(search::SearchArgs),
 }
 
 fn main() -> ExitCode {
@@ -163,6 +168,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consistency(args) => commands::consistency(&client, &verifier, &args).await,
         Command::Audit(args) => audit::audit(&client, &verifier, &args).await,
         Command::Monitor(args) => audit::monitor(&client, &verifier, witnesses, &args).await,
+        Command::Search(args) => search::search(&client, &verifier, &args).await,
     }
 }
 

@@ -114,6 +114,13 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A search answer breaks a rule a correct log keeps: an entry that does not carry the
+    /// term, entries out of order, a proof to another checkpoint, a page over its size.
+    #[error("search answer rejected: {reason}")]
+    SearchAnswer {
+        /// The rule broken.
+        reason: String,
+    },
     /// A required field of a message is missing or empty.
     #[error("{message} has no {field}")]
     MissingField {

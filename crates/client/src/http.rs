@@ -283,7 +283,7 @@ impl Client {
     }
 
     /// `GET /api/v2/<path>`: the body of a 200 answer.
-    async fn get(&self, path: &str, limit: usize) -> Result<Bytes> {
+    pub(crate) async fn get(&self, path: &str, limit: usize) -> Result<Bytes> {
         let url = self.url(path);
         let answer = self.send("GET", &url, None, limit).await?;
         match answer.status {

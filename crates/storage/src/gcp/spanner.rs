@@ -762,6 +762,8 @@ mod tests {
              allow_commit_timestamp = true\n  ),\n  FrozenAt INT64,\n) PRIMARY KEY(Id)",
             "CREATE TABLE RekorSequenced (\n  FirstIndex INT64 NOT NULL,\n) PRIMARY KEY(FirstIndex)",
             "CREATE TABLE RekorDedup (\n  DedupKey BYTES(32) NOT NULL,\n) PRIMARY KEY(DedupKey)",
+            "CREATE TABLE RekorSearchProgress (\n  Id INT64 NOT NULL,\n) PRIMARY KEY(Id)",
+            "CREATE TABLE RekorSearchPostings (\n  TermPrefix INT64 NOT NULL,\n) PRIMARY KEY(TermPrefix)",
         ]
         .map(str::to_owned)
         .to_vec();
@@ -778,6 +780,8 @@ mod tests {
             missing_statements(&older),
             vec![
                 SCHEMA[1].1.to_owned(),
+                SCHEMA[3].1.to_owned(),
+                SCHEMA[4].1.to_owned(),
                 ADD_PUBLISHED_AT.to_owned(),
                 ADD_FROZEN_AT.to_owned()
             ]

@@ -1,0 +1,88 @@
+//! `search`: every entry for a digest, a key or an identity, each verified (see
+//! `rekor_client::Client::search`).
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use rekor_client::Client;
+use rekor_entries::search::SearchTerm;
+use rekor_note::LogVerifier;
+use sha2::{Digest as _, Sha256};
+
+use crate::util::{self, read};
+
+/// `search` flags: exactly one of the term flags.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("term").required(true).args(["digest", "key", "identity", "artifact"])))]
+pub(crate) struct SearchArgs {
+    /// An artifact digest, `sha256:<hex>` (also sha384, sha512).
+    #[arg(long)]
+    digest: Option<String>,
+    /// A signer's key: `sha256:<hex>` of its DER SubjectPublicKeyInfo.
+    #[arg(long)]
+    key: Option<String>,
+    /// A certificate identity (e-mail or URI subject alternative name), matched exactly.
+    #[arg(long)]
+    identity: Option<String>,
+    /// An artifact file: searches for its SHA-256 digest.
+    #[arg(long, value_name = "FILE")]
+    artifact: Option<PathBuf>,
+    /// Entries per request (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    page_size: u16,
+    /// Print JSON: `{"term", "treeSize", "entries": [{"logIndex", "kind"}]}`.
+    #[arg(long)]
+    json: bool,
+}
+
+impl SearchArgs {
+    fn term(&self) -> anyhow::Result<SearchTerm> {
+        let term = match (&self.digest, &self.key, &self.identity, &self.artifact) {
+            (Some(d), _, _, _) => SearchTerm::digest(d)?,
+            (_, Some(k), _, _) => SearchTerm::key(k)?,
+            (_, _, Some(i), _) => SearchTerm::identity(i)?,
+            (_, _, _, Some(path)) => SearchTerm::digest(&format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(read(path)?))
+            ))?,
+            _ => bail!("pass --digest, --key, --identity or --artifact"),
+        };
+        Ok(term)
+    }
+}
+
+/// Runs `search`.
+pub(crate) async fn search(
+    client: &Client,
+    verifier: &LogVerifier,
+    args: &SearchArgs,
+) -> anyhow::Result<()> {
+    let term = args.term()?;
+    let results = client
+        .search(verifier, &term, usize::from(args.page_size))
+        .await
+        .with_context(|| format!("searching for {term}"))?;
+    let size = results.checkpoint.as_ref().map_or(0, |c| c.size().get());
+    if args.json {
+        let entries: Vec<_> = results
+            .entries
+            .iter()
+            .map(|e| serde_json::json!({"logIndex": e.index.to_string(), "kind": e.body.kind()}))
+            .collect();
+        let json = serde_json::json!({
+            "term": term.to_string(),
+            "treeSize": size.to_string(),
+            "entries": entries,
+        });
+        return util::say(&serde_json::to_string_pretty(&json)?);
+    }
+    let mut text = format!(
+        "{} entries for {term} in the log's tree of {size} (checkpoint signature, inclusion proof, entry and term verified for each):\n",
+        results.entries.len()
+    );
+    for entry in &results.entries {
+        text.push_str(&format!("{}\t{}\n", entry.index, entry.body.kind()));
+    }
+    util::say(text.trim_end())
+}
