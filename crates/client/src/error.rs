@@ -355,6 +355,7 @@ impl Error {
                 | Error::LeafHashMismatch { .. }
                 | Error::TileMismatch { .. }
                 | Error::RootMismatch { .. }
+                | Error::SearchAnswer { .. }
         )
     }
 }
