@@ -181,7 +181,7 @@ impl MysqlCoordinator {
     ///
     /// As for [`MysqlCoordinator::connect`].
     pub async fn search_index(&self) -> Result<super::MysqlSearchIndex> {
-        super::MysqlSearchIndex::open(self.pool.clone(), self.timeout).await
+        super::MysqlSearchIndex::open(self.clone()).await
     }
 
     /// Closes the pool's connections.
@@ -193,7 +193,11 @@ impl MysqlCoordinator {
         Ok(self.pool.disconnect().await.map_err(AwsError::Mysql)?)
     }
 
-    async fn bounded<T>(
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(super) async fn bounded<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,

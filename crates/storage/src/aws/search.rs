@@ -12,14 +12,12 @@
 //! the size, inserts the postings (`INSERT IGNORE`, so a retry of a lost commit is harmless)
 //! and moves the size.
 
-use std::fmt::Write as _;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts};
+use std::fmt::Write as _;
 
-use super::{AwsError, MYSQL_BACKEND};
+use super::{AwsError, MYSQL_BACKEND, MysqlCoordinator};
 use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append};
 use crate::{Error, Result};
 
@@ -42,15 +40,14 @@ const SCHEMA: [&str; 3] = [
 /// The search index of an AWS log, in its MySQL database.
 #[derive(Clone)]
 pub struct MysqlSearchIndex {
-    pool: Pool,
-    timeout: Duration,
+    coordinator: MysqlCoordinator,
 }
 
 impl std::fmt::Debug for MysqlSearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MysqlSearchIndex")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
+            .field("coordinator", &self.coordinator)
+            .finish()
     }
 }
 
@@ -62,11 +59,11 @@ fn prefix(key: &[u8; 32]) -> u64 {
 
 impl MysqlSearchIndex {
     /// Creates the tables if missing, on the coordinator's pool.
-    pub(super) async fn open(pool: Pool, timeout: Duration) -> Result<MysqlSearchIndex> {
-        let index = MysqlSearchIndex { pool, timeout };
+    pub(super) async fn open(coordinator: MysqlCoordinator) -> Result<MysqlSearchIndex> {
+        let index = MysqlSearchIndex { coordinator };
         index
             .bounded("open search index", async {
-                let mut conn = index.pool.get_conn().await.map_err(AwsError::Mysql)?;
+                let mut conn = index.pool().get_conn().await.map_err(AwsError::Mysql)?;
                 for statement in SCHEMA {
                     conn.query_drop(statement).await.map_err(AwsError::Mysql)?;
                 }
@@ -76,21 +73,16 @@ impl MysqlSearchIndex {
         Ok(index)
     }
 
+    fn pool(&self) -> &Pool {
+        self.coordinator.pool()
+    }
+
     async fn bounded<T>(
         &self,
         operation: &'static str,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .unwrap_or_else(|_| {
-                Err(AwsError::Timeout {
-                    backend: MYSQL_BACKEND,
-                    operation,
-                    after: self.timeout,
-                }
-                .into())
-            })
+        self.coordinator.bounded(operation, call).await
     }
 
     async fn read_indexed(conn: &mut impl Queryable, lock: bool) -> Result<u64> {
@@ -108,7 +100,7 @@ impl MysqlSearchIndex {
 impl SearchIndex for MysqlSearchIndex {
     async fn indexed_size(&self) -> Result<u64> {
         self.bounded("search indexed size", async {
-            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
+            let mut conn = self.pool().get_conn().await.map_err(AwsError::Mysql)?;
             Self::read_indexed(&mut conn, false).await
         })
         .await
@@ -118,7 +110,7 @@ impl SearchIndex for MysqlSearchIndex {
         check_append(MYSQL_BACKEND, from, to, &postings)?;
         self.bounded("search append", async {
             let mut tx = self
-                .pool
+                .pool()
                 .start_transaction(TxOpts::default())
                 .await
                 .map_err(AwsError::Mysql)?;
@@ -164,7 +156,7 @@ impl SearchIndex for MysqlSearchIndex {
     ) -> Result<Vec<u64>> {
         let limit = u64::try_from(limit.min(MAX_LOOKUP)).unwrap_or(0);
         self.bounded("search lookup", async {
-            let mut conn = self.pool.get_conn().await.map_err(AwsError::Mysql)?;
+            let mut conn = self.pool().get_conn().await.map_err(AwsError::Mysql)?;
             let below = below.min(Self::read_indexed(&mut conn, false).await?);
             if start >= below {
                 return Ok(Vec::new());
