@@ -13,14 +13,11 @@
 //! `nextPageToken` is present only when more entries match in the checkpoint's tree. Every
 //! entry's `inclusionProof` leads to that checkpoint's root and carries it as its envelope.
 
-use bytes::Bytes;
-use rekor_api::common::v1::LogId;
-use rekor_api::rekor::v1::{Checkpoint, InclusionProof, KindVersion, TransparencyLogEntry};
 use rekor_entries::search::{SearchTerm, TermError, TermKind};
 use rekor_search::{MAX_PAGE_SIZE, SearchError, SearchTree};
 
 use crate::error::ApiError;
-use crate::service::AppState;
+use crate::service::{AppState, ProvenInto};
 
 /// The page size when the query names none.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -171,7 +168,17 @@ impl AppState {
             if i > 0 {
                 out.push(b',');
             }
-            let entry = self.transparency_log_entry(found, tree, &envelope)?;
+            let entry = self.transparency_log_entry(
+                found.index,
+                &entry_kind(&found.body),
+                &found.body,
+                ProvenInto {
+                    size: tree.size,
+                    root: &tree.root,
+                    proof: &found.proof,
+                    note: &note,
+                },
+            )?;
             out.extend_from_slice(&rekor_api::transparency_log_entry_to_json(&entry));
         }
         out.push(b']');
@@ -182,44 +189,10 @@ impl AppState {
         out.push(b'}');
         Ok(out)
     }
-
-    fn transparency_log_entry(
-        &self,
-        found: &rekor_search::FoundEntry,
-        tree: SearchTree,
-        envelope: &str,
-    ) -> Result<TransparencyLogEntry, ApiError> {
-        let int64 = |value: u64| {
-            i64::try_from(value).map_err(|_| ApiError::Internal(format!("{value} beyond int64")))
-        };
-        let kind = entry_kind(&found.body);
-        Ok(TransparencyLogEntry {
-            log_index: int64(found.index)?,
-            log_id: Some(LogId {
-                key_id: self.log_id().to_vec(),
-            }),
-            kind_version: Some(KindVersion {
-                kind,
-                version: rekor_entries::ENTRY_API_VERSION.to_string(),
-            }),
-            integrated_time: 0,
-            inclusion_promise: None,
-            inclusion_proof: Some(InclusionProof {
-                log_index: int64(found.index)?,
-                root_hash: tree.root.0.to_vec(),
-                tree_size: int64(tree.size)?,
-                hashes: found.proof.iter().map(|h| h.0.to_vec()).collect(),
-                checkpoint: Some(Checkpoint {
-                    envelope: envelope.to_string(),
-                }),
-            }),
-            canonicalized_body: found.body.to_vec(),
-        })
-    }
 }
 
 /// The entry's `kind`, read from its bytes (`hashedrekord` or `dsse`).
-fn entry_kind(body: &Bytes) -> String {
+fn entry_kind(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Kind {
         kind: String,

@@ -203,28 +203,17 @@ impl AppState {
         })?;
         tracing::Span::current().record("log_index", appended.index);
 
-        let entry = TransparencyLogEntry {
-            log_index: to_i64(appended.index)?,
-            log_id: Some(LogId {
-                key_id: self.inner.log_id.to_vec(),
-            }),
-            kind_version: Some(KindVersion {
-                kind: kind.kind().to_string(),
-                version: kind.version().to_string(),
-            }),
-            integrated_time: 0,
-            inclusion_promise: None,
-            inclusion_proof: Some(InclusionProof {
-                log_index: to_i64(appended.index)?,
-                root_hash: appended.checkpoint.root.0.to_vec(),
-                tree_size: to_i64(appended.checkpoint.size)?,
-                hashes: appended.proof.iter().map(|h| h.0.to_vec()).collect(),
-                checkpoint: Some(Checkpoint {
-                    envelope: String::from_utf8_lossy(&appended.checkpoint.note).into_owned(),
-                }),
-            }),
-            canonicalized_body: body.to_vec(),
-        };
+        let entry = self.transparency_log_entry(
+            appended.index,
+            kind.kind(),
+            &body,
+            ProvenInto {
+                size: appended.checkpoint.size,
+                root: &appended.checkpoint.root,
+                proof: &appended.proof,
+                note: &appended.checkpoint.note,
+            },
+        )?;
         let metrics = &self.inner.metrics;
         match kind {
             EntryKind::HashedRekord => metrics.new_hashedrekord_entries.inc(),
@@ -235,6 +224,39 @@ impl AppState {
             .observe(started.elapsed().as_secs_f64());
         metrics.tree_size.set(to_i64(appended.checkpoint.size)?);
         Ok(entry)
+    }
+
+    /// The `TransparencyLogEntry` of the entry at `index` (`kind`, logged as `body`), with its
+    /// inclusion proof into a checkpoint's tree: what `CreateEntry` and searches answer.
+    pub(crate) fn transparency_log_entry(
+        &self,
+        index: u64,
+        kind: &str,
+        body: &[u8],
+        tree: ProvenInto<'_>,
+    ) -> Result<TransparencyLogEntry, ApiError> {
+        Ok(TransparencyLogEntry {
+            log_index: to_i64(index)?,
+            log_id: Some(LogId {
+                key_id: self.inner.log_id.to_vec(),
+            }),
+            kind_version: Some(KindVersion {
+                kind: kind.to_string(),
+                version: rekor_entries::ENTRY_API_VERSION.to_string(),
+            }),
+            integrated_time: 0,
+            inclusion_promise: None,
+            inclusion_proof: Some(InclusionProof {
+                log_index: to_i64(index)?,
+                root_hash: tree.root.0.to_vec(),
+                tree_size: to_i64(tree.size)?,
+                hashes: tree.proof.iter().map(|h| h.0.to_vec()).collect(),
+                checkpoint: Some(Checkpoint {
+                    envelope: String::from_utf8_lossy(tree.note).into_owned(),
+                }),
+            }),
+            canonicalized_body: body.to_vec(),
+        })
     }
 
     /// Reads the current checkpoint.
@@ -277,6 +299,18 @@ impl AppState {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// An inclusion proof and the checkpoint it leads to.
+pub(crate) struct ProvenInto<'a> {
+    /// The checkpoint's tree size.
+    pub(crate) size: u64,
+    /// Its root hash.
+    pub(crate) root: &'a rekor_tlog::Hash,
+    /// The proof, leaf to root.
+    pub(crate) proof: &'a [rekor_tlog::Hash],
+    /// The signed checkpoint note.
+    pub(crate) note: &'a [u8],
 }
 
 fn to_i64(value: u64) -> Result<i64, ApiError> {

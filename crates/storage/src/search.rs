@@ -47,6 +47,15 @@ pub trait SearchIndex: Send + Sync + Debug + 'static {
     -> Result<Vec<u64>>;
 }
 
+/// The part of an index key the POSIX, MySQL and Spanner backends keep: its first 8 bytes
+/// (see [`SearchIndex::lookup`] on why a prefix is enough).
+#[cfg(any(feature = "posix", feature = "gcp", feature = "aws"))]
+pub(crate) fn key_prefix(key: &[u8; 32]) -> [u8; 8] {
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&key[..8]);
+    prefix
+}
+
 /// Checks [`SearchIndex::append`]'s arguments, for every backend.
 ///
 /// # Errors

@@ -18,7 +18,7 @@ use mysql_async::{Pool, TxOpts};
 use std::fmt::Write as _;
 
 use super::{AwsError, MYSQL_BACKEND, MysqlCoordinator};
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
 use crate::{Error, Result};
 
 /// Postings per `INSERT` statement, well under `max_allowed_packet`.
@@ -52,9 +52,7 @@ impl std::fmt::Debug for MysqlSearchIndex {
 }
 
 fn prefix(key: &[u8; 32]) -> u64 {
-    let mut top = [0u8; 8];
-    top.copy_from_slice(&key[..8]);
-    u64::from_be_bytes(top)
+    u64::from_be_bytes(key_prefix(key))
 }
 
 impl MysqlSearchIndex {

@@ -21,7 +21,7 @@ use gcloud_spanner::transaction::Transaction;
 
 use super::GcpError;
 use super::spanner::{SpannerCoordinator, to_i64, to_u64};
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
 use crate::{Error, Result};
 
 pub(super) const PROGRESS: &str = "RekorSearchProgress";
@@ -39,9 +39,7 @@ pub struct SpannerSearchIndex {
 }
 
 fn prefix(key: &[u8; 32]) -> i64 {
-    let mut top = [0u8; 8];
-    top.copy_from_slice(&key[..8]);
-    i64::from_be_bytes(top)
+    i64::from_be_bytes(key_prefix(key))
 }
 
 /// The indexed size (0 before the first append: the progress row is written by it).

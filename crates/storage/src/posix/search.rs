@@ -18,13 +18,13 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::BACKEND;
 use super::error::PosixError;
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
 use crate::{Error, Result};
 
 /// The directory in the private directory.
 pub(super) const SEARCH_DIR: &str = "search";
 /// How much of each index key a posting keeps.
-const KEY_PREFIX_BYTES: usize = 8;
+const KEY_PREFIX_BYTES: usize = 8; // the length of `key_prefix`
 const META_INDEXED: &[u8] = b"indexed";
 
 /// The search index of a POSIX log directory.
@@ -80,7 +80,7 @@ impl PosixSearchIndex {
 
 fn posting_key(key: &[u8; 32], index: u64) -> [u8; KEY_PREFIX_BYTES + 8] {
     let mut out = [0u8; KEY_PREFIX_BYTES + 8];
-    out[..KEY_PREFIX_BYTES].copy_from_slice(&key[..KEY_PREFIX_BYTES]);
+    out[..KEY_PREFIX_BYTES].copy_from_slice(&key_prefix(key));
     out[KEY_PREFIX_BYTES..].copy_from_slice(&index.to_be_bytes());
     out
 }
