@@ -20,6 +20,8 @@ use serde::Deserialize;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 
+pub mod commitment;
+
 pub use crate::error::TermError;
 
 /// The longest identity a query may name (and the index records).

@@ -287,4 +287,84 @@ pub async fn search_index_suite(index: &dyn crate::SearchIndex, second: &dyn cra
         index.lookup(key(9), 1031, u64::MAX, 10).await.unwrap(),
         vec![1031, big]
     );
+
+    // Scans, in (prefix, index) order, across the middle of the prefix space (where a signed
+    // 64-bit column changes sign): prefixes 0x7f.., 0x80.. and 0xf0...
+    let prefix = |b: u8| u64::from_be_bytes([b; 8]);
+    index
+        .append(
+            big + 1,
+            big + 3,
+            vec![
+                (key(0xf0), big + 1),
+                (key(0x80), big + 2),
+                (key(0x7f), big + 1),
+            ],
+        )
+        .await
+        .unwrap();
+    let all = [
+        (prefix(1), 0),
+        (prefix(1), 1),
+        (prefix(1), 2),
+        (prefix(2), 1),
+        (prefix(2), 7),
+    ]
+    .into_iter()
+    .chain((8..1032).map(|i| (prefix(9), i)))
+    .chain([
+        (prefix(9), big),
+        (prefix(0x7f), big + 1),
+        (prefix(0x80), big + 2),
+        (prefix(0xf0), big + 1),
+    ])
+    .collect::<Vec<_>>();
+    let mut scanned = Vec::new();
+    let mut from = (0, 0);
+    loop {
+        let page = second.scan(from, u64::MAX, u64::MAX, 100).await.unwrap();
+        let done = page.len() < 100;
+        if let Some(&(p, i)) = page.last() {
+            from = (p, i + 1);
+        }
+        scanned.extend(page);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(scanned, all);
+    // Below a size, within a prefix range, from a posting.
+    assert_eq!(
+        index.scan((0, 0), prefix(2), 2, 10).await.unwrap(),
+        vec![(prefix(1), 0), (prefix(1), 1), (prefix(2), 1)]
+    );
+    assert_eq!(
+        index.scan((0, 0), prefix(1), 2, 10).await.unwrap(),
+        vec![(prefix(1), 0), (prefix(1), 1)]
+    );
+    assert_eq!(
+        index.scan((prefix(1), 2), prefix(2), 8, 10).await.unwrap(),
+        vec![(prefix(1), 2), (prefix(2), 1), (prefix(2), 7)]
+    );
+    assert_eq!(
+        index
+            .scan((prefix(0x7f), 0), prefix(0x80), u64::MAX, 10)
+            .await
+            .unwrap(),
+        vec![(prefix(0x7f), big + 1), (prefix(0x80), big + 2)]
+    );
+    assert_eq!(
+        index
+            .scan((1 << 63, 0), u64::MAX, big + 2, 10)
+            .await
+            .unwrap(),
+        vec![(prefix(0xf0), big + 1)]
+    );
+    assert!(
+        index
+            .scan((prefix(0xf0), big + 2), u64::MAX, u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -54,7 +54,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 pub use error::{BoxError, Error, Result};
-pub use search::{MAX_LOOKUP, MemorySearchIndex, Posting, SearchIndex};
+pub use search::{MAX_LOOKUP, MemorySearchIndex, Posting, SearchIndex, StoredPosting};
 
 /// The path of the checkpoint object, relative to the storage root.
 pub const CHECKPOINT_PATH: &str = "checkpoint";

@@ -45,12 +45,34 @@ pub trait SearchIndex: Send + Sync + Debug + 'static {
     /// out an indexed entry that carries the key.
     async fn lookup(&self, key: [u8; 32], start: u64, below: u64, limit: usize)
     -> Result<Vec<u64>>;
+
+    /// The postings as the backend keeps them ([`StoredPosting`]), in key order (prefix, then
+    /// index): those at or after `from` whose prefix is at most `last_prefix`, of entries
+    /// below `below` (capped at the indexed size), at most `limit` (capped at
+    /// [`MAX_LOOKUP`]). Fewer than `limit` means none are left. This is what a search-index
+    /// commitment is built from, a bucket (a range of prefixes) at a time or whole.
+    async fn scan(
+        &self,
+        from: StoredPosting,
+        last_prefix: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredPosting>>;
 }
+
+/// A posting as the POSIX, MySQL and Spanner backends keep it: the first 8 bytes of the index
+/// key as a big-endian number, and the entry's index. Two keys of one entry that share the
+/// prefix are one stored posting.
+pub type StoredPosting = (u64, u64);
 
 /// The part of an index key the POSIX, MySQL and Spanner backends keep: its first 8 bytes
 /// (see [`SearchIndex::lookup`] on why a prefix is enough).
 #[cfg(any(feature = "posix", feature = "gcp", feature = "aws"))]
 pub(crate) fn key_prefix(key: &[u8; 32]) -> [u8; 8] {
+    prefix_bytes(key)
+}
+
+fn prefix_bytes(key: &[u8; 32]) -> [u8; 8] {
     let mut prefix = [0u8; 8];
     prefix.copy_from_slice(&key[..8]);
     prefix
@@ -139,6 +161,29 @@ impl SearchIndex for MemorySearchIndex {
             .map(|(_, index)| *index)
             .take(limit.min(MAX_LOOKUP))
             .collect())
+    }
+
+    async fn scan(
+        &self,
+        from: StoredPosting,
+        last_prefix: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredPosting>> {
+        let inner = self.lock();
+        let below = below.min(inner.indexed);
+        // Postings sort by the whole key here, so those sharing a prefix are gathered and
+        // sorted: this index is for tests and logs in memory.
+        let mut found: Vec<StoredPosting> = inner
+            .postings
+            .iter()
+            .map(|(key, index)| (u64::from_be_bytes(prefix_bytes(key)), *index))
+            .filter(|p| *p >= from && p.0 <= last_prefix && p.1 < below)
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found.truncate(limit.min(MAX_LOOKUP));
+        Ok(found)
     }
 }
 

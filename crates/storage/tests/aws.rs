@@ -233,7 +233,7 @@ async fn mysql_coordinator_against_mariadb() {
         .search_index()
         .await
         .unwrap();
-    assert_eq!(reopened.indexed_size().await.unwrap(), (1 << 40) + 4);
+    assert_eq!(reopened.indexed_size().await.unwrap(), (1 << 40) + 6);
 
     concurrent_sequencing(&maria).await;
     dedup_first_index_wins(&maria).await;

@@ -303,7 +303,7 @@ async fn spanner_passes_the_coordinator_conformance_suite() {
     let third = self::coordinator(&spanner, &database, Duration::from_secs(20)).await;
     assert_eq!(
         third.search_index().indexed_size().await.unwrap(),
-        (1 << 40) + 4
+        (1 << 40) + 6
     );
 }
 

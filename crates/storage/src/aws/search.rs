@@ -18,7 +18,7 @@ use mysql_async::{Pool, TxOpts};
 use std::fmt::Write as _;
 
 use super::{AwsError, MYSQL_BACKEND, MysqlCoordinator};
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, StoredPosting, check_append, key_prefix};
 use crate::{Error, Result};
 
 /// Postings per `INSERT` statement, well under `max_allowed_packet`.
@@ -165,6 +165,36 @@ impl SearchIndex for MysqlSearchIndex {
                      WHERE term_prefix = ? AND leaf_index >= ? AND leaf_index < ? \
                      ORDER BY leaf_index LIMIT ?",
                     (prefix(&key), start, below, limit),
+                )
+                .await
+                .map_err(AwsError::Mysql)?;
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        from: StoredPosting,
+        last_prefix: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredPosting>> {
+        let limit = u64::try_from(limit.min(MAX_LOOKUP)).unwrap_or(0);
+        self.bounded("search scan", async {
+            let mut conn = self.pool().get_conn().await.map_err(AwsError::Mysql)?;
+            let below = below.min(Self::read_indexed(&mut conn, false).await?);
+            if from.0 > last_prefix || limit == 0 {
+                return Ok(Vec::new());
+            }
+            // The prefix bounds come first so the primary key's range does the work.
+            let found: Vec<StoredPosting> = conn
+                .exec(
+                    "SELECT term_prefix, leaf_index FROM rekor_search_postings \
+                     WHERE term_prefix >= ? AND term_prefix <= ? \
+                     AND (term_prefix > ? OR leaf_index >= ?) AND leaf_index < ? \
+                     ORDER BY term_prefix, leaf_index LIMIT ?",
+                    (from.0, last_prefix, from.0, from.1, below, limit),
                 )
                 .await
                 .map_err(AwsError::Mysql)?;

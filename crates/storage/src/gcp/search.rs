@@ -21,7 +21,7 @@ use gcloud_spanner::transaction::Transaction;
 
 use super::GcpError;
 use super::spanner::{SpannerCoordinator, to_i64, to_u64};
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, StoredPosting, check_append, key_prefix};
 use crate::{Error, Result};
 
 pub(super) const PROGRESS: &str = "RekorSearchProgress";
@@ -41,6 +41,19 @@ pub struct SpannerSearchIndex {
 fn prefix(key: &[u8; 32]) -> i64 {
     i64::from_be_bytes(key_prefix(key))
 }
+
+/// A prefix as its column holds it: the same 8 bytes, read as a signed number. The order
+/// agrees with the unsigned one within each half of the prefix space.
+fn signed(prefix: u64) -> i64 {
+    i64::from_be_bytes(prefix.to_be_bytes())
+}
+
+fn unsigned(column: i64) -> u64 {
+    u64::from_be_bytes(column.to_be_bytes())
+}
+
+/// The first prefix of the upper half, the negative numbers as INT64.
+const UPPER_HALF: u64 = 1 << 63;
 
 /// The indexed size (0 before the first append: the progress row is written by it).
 async fn read_indexed(
@@ -164,6 +177,69 @@ impl SearchIndex for SpannerSearchIndex {
                         .column_by_name("LeafIndex")
                         .map_err(|e| GcpError::Spanner(e.into()))?;
                     found.push(to_u64(index, "negative search posting")?);
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn scan(
+        &self,
+        from: StoredPosting,
+        last_prefix: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredPosting>> {
+        let limit = limit.min(MAX_LOOKUP);
+        // In unsigned order the lower half (non-negative columns) comes first; each half is
+        // one range of the primary key.
+        let mut halves = Vec::with_capacity(2);
+        if from.0 < UPPER_HALF {
+            halves.push((from, last_prefix.min(UPPER_HALF - 1)));
+        }
+        let upper_start = if from.0 >= UPPER_HALF {
+            from
+        } else {
+            (UPPER_HALF, 0)
+        };
+        halves.push((upper_start, last_prefix));
+        self.coordinator
+            .limited("search scan", async {
+                let mut tx = self
+                    .coordinator
+                    .client()
+                    .read_only_transaction()
+                    .await
+                    .map_err(GcpError::Spanner)?;
+                let indexed = read_indexed(&mut tx).await.map_err(GcpError::Spanner)??;
+                let below = below.min(indexed);
+                let mut found = Vec::new();
+                for (start, last) in halves {
+                    if start.0 > last || found.len() >= limit {
+                        continue;
+                    }
+                    let mut statement = Statement::new(
+                        "SELECT TermPrefix, LeafIndex FROM RekorSearchPostings \
+                         WHERE TermPrefix >= @first AND TermPrefix <= @last \
+                         AND (TermPrefix > @first OR LeafIndex >= @start) \
+                         AND LeafIndex < @below \
+                         ORDER BY TermPrefix, LeafIndex LIMIT @limit",
+                    );
+                    statement.add_param("first", &signed(start.0));
+                    statement.add_param("last", &signed(last));
+                    statement.add_param("start", &to_i64(start.1.min(below))?);
+                    statement.add_param("below", &to_i64(below)?);
+                    statement.add_param("limit", &i64::try_from(limit - found.len()).unwrap_or(0));
+                    let mut rows = tx.query(statement).await.map_err(GcpError::SpannerStatus)?;
+                    while let Some(row) = rows.next().await.map_err(GcpError::SpannerStatus)? {
+                        let term: i64 = row
+                            .column_by_name("TermPrefix")
+                            .map_err(|e| GcpError::Spanner(e.into()))?;
+                        let index: i64 = row
+                            .column_by_name("LeafIndex")
+                            .map_err(|e| GcpError::Spanner(e.into()))?;
+                        found.push((unsigned(term), to_u64(index, "negative search posting")?));
+                    }
                 }
                 Ok(found)
             })

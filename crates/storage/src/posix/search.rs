@@ -18,7 +18,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 
 use super::BACKEND;
 use super::error::PosixError;
-use crate::search::{MAX_LOOKUP, Posting, SearchIndex, check_append, key_prefix};
+use crate::search::{MAX_LOOKUP, Posting, SearchIndex, StoredPosting, check_append, key_prefix};
 use crate::{Error, Result};
 
 /// The directory in the private directory.
@@ -79,10 +79,42 @@ impl PosixSearchIndex {
 }
 
 fn posting_key(key: &[u8; 32], index: u64) -> [u8; KEY_PREFIX_BYTES + 8] {
+    stored_key((u64::from_be_bytes(key_prefix(key)), index))
+}
+
+fn stored_key((prefix, index): StoredPosting) -> [u8; KEY_PREFIX_BYTES + 8] {
     let mut out = [0u8; KEY_PREFIX_BYTES + 8];
-    out[..KEY_PREFIX_BYTES].copy_from_slice(&key_prefix(key));
+    out[..KEY_PREFIX_BYTES].copy_from_slice(&prefix.to_be_bytes());
     out[KEY_PREFIX_BYTES..].copy_from_slice(&index.to_be_bytes());
     out
+}
+
+fn parse_stored(key: &[u8]) -> Result<StoredPosting, PosixError> {
+    let bytes: [u8; KEY_PREFIX_BYTES + 8] = key.try_into().map_err(|_| PosixError::Corrupt {
+        what: "search posting",
+    })?;
+    let [
+        p0,
+        p1,
+        p2,
+        p3,
+        p4,
+        p5,
+        p6,
+        p7,
+        i0,
+        i1,
+        i2,
+        i3,
+        i4,
+        i5,
+        i6,
+        i7,
+    ] = bytes;
+    Ok((
+        u64::from_be_bytes([p0, p1, p2, p3, p4, p5, p6, p7]),
+        u64::from_be_bytes([i0, i1, i2, i3, i4, i5, i6, i7]),
+    ))
 }
 
 #[async_trait]
@@ -137,13 +169,38 @@ impl SearchIndex for PosixSearchIndex {
                     break;
                 }
                 let stored = guard.key().map_err(PosixError::from)?;
-                let index: [u8; 8] = stored
-                    .get(KEY_PREFIX_BYTES..)
-                    .and_then(|b| b.try_into().ok())
-                    .ok_or(PosixError::Corrupt {
-                        what: "search posting",
-                    })?;
-                found.push(u64::from_be_bytes(index));
+                found.push(parse_stored(&stored)?.1);
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(PosixError::from)?
+    }
+
+    async fn scan(
+        &self,
+        from: StoredPosting,
+        last_prefix: u64,
+        below: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredPosting>> {
+        let this = self.clone();
+        let limit = limit.min(MAX_LOOKUP);
+        tokio::task::spawn_blocking(move || -> Result<Vec<StoredPosting>, Error> {
+            let below = below.min(this.read_indexed()?);
+            let mut found = Vec::new();
+            if from.0 > last_prefix || limit == 0 {
+                return Ok(found);
+            }
+            let range = stored_key(from)..=stored_key((last_prefix, u64::MAX));
+            for guard in this.inner.postings.range(range) {
+                let posting = parse_stored(&guard.key().map_err(PosixError::from)?)?;
+                if posting.1 < below {
+                    found.push(posting);
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
             }
             Ok(found)
         })
@@ -165,7 +222,7 @@ mod tests {
             crate::conformance::search_index_suite(&index, &again).await;
         }
         let reopened = PosixSearchIndex::open(dir.path()).unwrap();
-        assert_eq!(reopened.indexed_size().await.unwrap(), (1 << 40) + 4);
+        assert_eq!(reopened.indexed_size().await.unwrap(), (1 << 40) + 6);
         assert_eq!(
             reopened.lookup([2; 32], 0, u64::MAX, 10).await.unwrap(),
             vec![1, 7]
