@@ -59,6 +59,9 @@ pub enum SearchError {
         /// The checkpoint's size.
         size: u64,
     },
+    /// The search-index commitment could not be built or no longer matches the index.
+    #[error("search index commitment: {0}")]
+    Commitment(String),
 }
 
 /// A result with [`SearchError`].

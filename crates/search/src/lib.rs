@@ -30,10 +30,12 @@
 //! ```
 
 mod answer;
+mod commitment;
 mod error;
 mod indexer;
 mod source;
 
 pub use answer::{FoundEntry, MAX_PAGE_SIZE, MAX_UNINDEXED_SCAN, SearchPage, SearchTree, search};
+pub use commitment::{BucketProof, Commitment, Committer};
 pub use error::{Result, SearchError};
 pub use indexer::{COMMIT_ENTRIES, Indexer};

@@ -266,3 +266,138 @@ async fn a_search_far_ahead_of_the_index_is_refused_until_it_catches_up() {
     follower.await.unwrap();
     log.log.shutdown().await;
 }
+
+/// The postings of the first `size` entries as the test built them, by bucket, and the index
+/// root folded with the tlog crate's own tree: code apart from the commitment's builder.
+fn expected_commitment(log: &TestLog, size: u64, bits: u8) -> (Vec<Vec<u8>>, rekor_tlog::Hash) {
+    use rekor_entries::search::commitment::{bucket_of, encode_posting, term_prefix};
+    let numbers = log.numbers.lock().unwrap();
+    let mut postings = std::collections::BTreeSet::new();
+    for index in 0..size {
+        let number = numbers[usize::try_from(index).unwrap()];
+        postings.insert((term_prefix(&digest_term(number % 7)), index));
+        postings.insert((term_prefix(&key_term(number % 2)), index));
+    }
+    let mut buckets = vec![Vec::new(); 1 << bits];
+    for (prefix, index) in postings {
+        let bucket = usize::try_from(bucket_of(prefix, bits)).unwrap();
+        buckets[bucket].extend_from_slice(&encode_posting(prefix, index));
+    }
+    let mut tree = rekor_tlog::MemoryTree::new();
+    for content in &buckets {
+        tree.append(leaf_hash(content));
+    }
+    let root = tree.root(TreeSize::new(1 << bits)).unwrap();
+    (buckets, root)
+}
+
+#[tokio::test]
+async fn the_commitment_is_signed_matches_the_log_and_proves_every_terms_bucket() {
+    use rekor_entries::search::commitment::{IndexCommitment, verify_bucket};
+    use rekor_search::{Commitment, Committer};
+
+    let log = TestLog::open().await;
+    let tree = log.add(0..600).await;
+    let index = Arc::new(MemorySearchIndex::default());
+    let indexer = Indexer::new(log.storage.clone(), index.clone());
+    let signer = Arc::new(LogSigner::from_ed25519_seed(
+        [9; 32],
+        KeyName::new(ORIGIN).unwrap(),
+    ));
+    let verifier = signer.verifier();
+    let (committer, commitments) = Committer::new(
+        log.storage.clone(),
+        index.clone(),
+        signer.clone(),
+        ORIGIN.to_string(),
+        std::time::Duration::from_secs(60),
+    );
+    // Not before the index reaches the checkpoint.
+    assert!(matches!(
+        committer.commit_once().await,
+        Err(SearchError::IndexBehind { indexed: 0, .. })
+    ));
+    indexer.catch_up(tree.size).await.unwrap();
+    assert!(committer.commit_once().await.unwrap());
+    assert!(!committer.commit_once().await.unwrap(), "nothing moved");
+    let commitment = commitments.borrow().clone().unwrap();
+
+    // The note is signed by the log's key and states the checkpoint's tree.
+    let (note, _) = rekor_note::open_note(&commitment.note, &[&verifier]).unwrap();
+    let statement = IndexCommitment::parse(note.text()).unwrap();
+    assert_eq!(statement, commitment.statement);
+    assert_eq!((statement.log_size, statement.log_root), (600, tree.root));
+    assert_eq!(statement.bucket_bits, 3);
+    assert_eq!(statement.postings, 1200);
+    // It can never pass for a checkpoint.
+    assert!(verifier.verify_checkpoint(&commitment.note).is_err());
+    let (buckets, root) = expected_commitment(&log, 600, 3);
+    assert_eq!(statement.index_root, root);
+
+    let absent = digest_term(99);
+    let terms: Vec<SearchTerm> = (0..7)
+        .map(digest_term)
+        .chain((0..2).map(key_term))
+        .chain([absent])
+        .collect();
+    for (n, term) in terms.iter().enumerate() {
+        let proof = commitment.prove(index.as_ref(), term).await.unwrap();
+        assert_eq!(
+            proof.content,
+            buckets[usize::try_from(proof.bucket).unwrap()],
+            "{term}"
+        );
+        let found =
+            verify_bucket(&statement, term, proof.bucket, &proof.content, &proof.proof).unwrap();
+        let n = n as u64;
+        let expected = match n {
+            0..7 => log.expected(600, |i| i % 7 == n),
+            7..9 => log.expected(600, |i| i % 2 == n - 7),
+            _ => Vec::new(),
+        };
+        assert_eq!(found, expected, "{term}");
+    }
+
+    // The log grows: a new commitment, and the old one still proves its own tree.
+    let grown = log.add(600..700).await;
+    indexer.catch_up(grown.size).await.unwrap();
+    assert!(committer.commit_once().await.unwrap());
+    let newer = commitments.borrow().clone().unwrap();
+    assert_eq!(newer.statement.log_size, 700);
+    assert_eq!(
+        newer.statement.index_root,
+        expected_commitment(&log, 700, newer.statement.bucket_bits).1
+    );
+    let old_proof = commitment.prove(index.as_ref(), &terms[0]).await.unwrap();
+    verify_bucket(
+        &statement,
+        &terms[0],
+        old_proof.bucket,
+        &old_proof.content,
+        &old_proof.proof,
+    )
+    .unwrap();
+
+    // An index that lost a posting (entry 5's digest) no longer proves what was committed.
+    let term_of_5 = digest_term(log.numbers.lock().unwrap()[5] % 7);
+    let partial = MemorySearchIndex::default();
+    let lossy: Vec<_> = (0..600)
+        .flat_map(|i| {
+            let body = log.body(i);
+            rekor_entries::search::search_terms(&body)
+                .into_iter()
+                .map(move |t| (t.index_key(), i))
+        })
+        .filter(|(key, i)| !(*i == 5 && *key == term_of_5.index_key()))
+        .collect();
+    partial.append(0, 600, lossy).await.unwrap();
+    assert!(matches!(
+        commitment.prove(&partial, &term_of_5).await,
+        Err(SearchError::Commitment(_))
+    ));
+    // And a commitment built from it differs from the honest one.
+    let dishonest = Commitment::build(&partial, tree, ORIGIN, signer.as_ref())
+        .await
+        .unwrap();
+    assert_ne!(dishonest.statement.index_root, statement.index_root);
+}

@@ -288,6 +288,11 @@ impl BucketTree {
                 "a bucket tree needs 2^bits leaves",
             ));
         }
+        Ok(BucketTree::fold(leaves))
+    }
+
+    /// Folds a power-of-two number of leaves up to the root.
+    fn fold(leaves: Vec<Hash>) -> BucketTree {
         let mut levels = vec![leaves];
         while let Some(level) = levels.last().filter(|l| l.len() > 1) {
             let up = level
@@ -296,35 +301,23 @@ impl BucketTree {
                 .collect();
             levels.push(up);
         }
-        Ok(BucketTree { levels })
+        BucketTree { levels }
     }
 
     /// The tree of a set of postings, from scratch: for rebuilding and checking an index root.
-    /// `postings` must be ascending by (prefix, index) without repeats.
     ///
     /// # Errors
     ///
-    /// As [`BucketTree::new`].
+    /// As [`BucketTreeBuilder::push`] and [`BucketTreeBuilder::new`].
     pub fn from_postings(
         bits: u8,
         postings: impl IntoIterator<Item = (u64, u64)>,
     ) -> Result<BucketTree, CommitmentError> {
-        if bits > MAX_BUCKET_BITS {
-            return Err(CommitmentError::Malformed("bucket bits must be 0 to 24"));
-        }
-        let mut leaves = Vec::with_capacity(1 << bits);
-        let mut current = BucketHasher::new();
+        let mut builder = BucketTreeBuilder::new(bits)?;
         for (prefix, index) in postings {
-            let bucket = bucket_of(prefix, bits);
-            while leaves.len() as u64 != bucket {
-                leaves.push(std::mem::take(&mut current).finish());
-            }
-            current.push(prefix, index);
+            builder.push(prefix, index)?;
         }
-        while leaves.len() < 1 << bits {
-            leaves.push(std::mem::take(&mut current).finish());
-        }
-        BucketTree::new(bits, leaves)
+        Ok(builder.finish())
     }
 
     /// The index root.
@@ -363,6 +356,72 @@ impl BucketTree {
             position >>= 1;
         }
         proof
+    }
+}
+
+/// Builds a [`BucketTree`] from postings streamed in ascending order, one bucket in memory.
+pub struct BucketTreeBuilder {
+    bits: u8,
+    leaves: Vec<Hash>,
+    current: BucketHasher,
+    last: Option<(u64, u64)>,
+    count: u64,
+}
+
+impl BucketTreeBuilder {
+    /// A builder for `2^bits` buckets.
+    ///
+    /// # Errors
+    ///
+    /// [`CommitmentError::Malformed`] for more than [`MAX_BUCKET_BITS`] bits.
+    pub fn new(bits: u8) -> Result<BucketTreeBuilder, CommitmentError> {
+        if bits > MAX_BUCKET_BITS {
+            return Err(CommitmentError::Malformed("bucket bits must be 0 to 24"));
+        }
+        Ok(BucketTreeBuilder {
+            bits,
+            leaves: Vec::with_capacity(1 << bits),
+            current: BucketHasher::new(),
+            last: None,
+            count: 0,
+        })
+    }
+
+    /// Adds the next posting.
+    ///
+    /// # Errors
+    ///
+    /// [`CommitmentError::BadBucket`] unless it comes after the one before.
+    pub fn push(&mut self, prefix: u64, index: u64) -> Result<(), CommitmentError> {
+        let bucket = bucket_of(prefix, self.bits);
+        if self.last.is_some_and(|last| last >= (prefix, index)) {
+            return Err(CommitmentError::BadBucket {
+                bucket,
+                reason: "postings out of order or repeated".to_string(),
+            });
+        }
+        self.last = Some((prefix, index));
+        while self.leaves.len() as u64 != bucket {
+            self.leaves.push(std::mem::take(&mut self.current).finish());
+        }
+        self.current.push(prefix, index);
+        self.count += 1;
+        Ok(())
+    }
+
+    /// The postings pushed so far.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The tree.
+    #[must_use]
+    pub fn finish(mut self) -> BucketTree {
+        while self.leaves.len() < 1 << self.bits {
+            self.leaves.push(std::mem::take(&mut self.current).finish());
+        }
+        BucketTree::fold(self.leaves)
     }
 }
 
