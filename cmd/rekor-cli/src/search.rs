@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use rekor_client::Client;
+use rekor_client::{Client, Completeness};
 use rekor_entries::search::SearchTerm;
 use rekor_note::LogVerifier;
 use sha2::{Digest as _, Sha256};
@@ -31,9 +31,12 @@ pub(crate) struct SearchArgs {
     /// Entries per request (1 to 1000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     page_size: u16,
-    /// Print JSON: `{"term", "treeSize", "entries": [{"logIndex", "kind"}]}`.
+    /// Print JSON: `{"term", "treeSize", "entries": [{"logIndex", "kind"}], "completeness"}`.
     #[arg(long)]
     json: bool,
+    /// Fail (exit 2) unless the log's signed search-index commitment shows nothing was left out.
+    #[arg(long)]
+    require_complete: bool,
 }
 
 impl SearchArgs {
@@ -64,6 +67,14 @@ pub(crate) async fn search(
         .await
         .with_context(|| format!("searching for {term}"))?;
     let size = results.checkpoint.as_ref().map_or(0, |c| c.size().get());
+    if args.require_complete
+        && let Completeness::Unchecked { reason } = &results.completeness
+    {
+        return Err(rekor_client::Error::SearchAnswer {
+            reason: format!("--require-complete: completeness could not be checked: {reason}"),
+        }
+        .into());
+    }
     if args.json {
         let entries: Vec<_> = results
             .entries
@@ -74,6 +85,7 @@ pub(crate) async fn search(
             "term": term.to_string(),
             "treeSize": size.to_string(),
             "entries": entries,
+            "completeness": completeness_json(&results.completeness),
         });
         return util::say(&serde_json::to_string_pretty(&json)?);
     }
@@ -84,5 +96,32 @@ pub(crate) async fn search(
     for entry in &results.entries {
         text.push_str(&format!("{}\t{}\n", entry.index, entry.body.kind()));
     }
+    text.push_str(&match &results.completeness {
+        Completeness::Proven {
+            size: committed, ..
+        } => format!(
+            "complete: the log's signed index commitment shows no entry below {committed} was left out\n"
+        ),
+        Completeness::Unchecked { reason } => format!("completeness not checked: {reason}\n"),
+    });
     util::say(text.trim_end())
+}
+
+/// The JSON form of a completeness result, shared with `report`.
+pub(crate) fn completeness_json(completeness: &Completeness) -> serde_json::Value {
+    match completeness {
+        Completeness::Proven {
+            size,
+            checkpoint_size,
+            commitment,
+        } => serde_json::json!({
+            "result": "proven",
+            "committedSize": size.to_string(),
+            "checkpointSize": checkpoint_size.to_string(),
+            "commitment": commitment,
+        }),
+        Completeness::Unchecked { reason } => {
+            serde_json::json!({"result": "unchecked", "reason": reason})
+        }
+    }
 }

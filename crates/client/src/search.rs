@@ -2,10 +2,18 @@
 //! is signed by the trusted key, each entry passes [`verify_entry`] with its proof to that
 //! checkpoint, carries the term asked for (derived from its own body), and comes after the one
 //! before it; pages answered against a later checkpoint must be consistent with the earlier
-//! one.
+//! one. Where the log signs commitments to its index, the answer is also shown complete: no
+//! entry of the committed tree that carries the term was left out
+//! ([`rekor_entries::search::commitment`]).
 
+use std::collections::BTreeSet;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use rekor_entries::search::commitment::{IndexCommitment, verify_bucket};
 use rekor_entries::search::{SearchTerm, search_terms};
-use rekor_note::LogVerifier;
+use rekor_note::{LogVerifier, NoteVerifier as _};
+use rekor_tlog::{Hash, TreeSize, empty_root};
 use serde::Deserialize;
 
 use crate::checkpoint::SignedCheckpoint;
@@ -26,6 +34,45 @@ pub struct SearchResults {
     pub checkpoint: Option<SignedCheckpoint>,
     /// How many pages it took.
     pub pages: usize,
+    /// Whether the answer was shown to leave nothing out.
+    pub completeness: Completeness,
+}
+
+/// Whether a search's answer was shown complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completeness {
+    /// The log's signed commitment to its index, for its first `size` entries, lists every
+    /// entry among them that may carry the term, and each that does is in the answer. Entries
+    /// from `size` to the checkpoint's size are proven included, not complete.
+    Proven {
+        /// The log size the commitment covers.
+        size: u64,
+        /// The size of the checkpoint the answer was checked against.
+        checkpoint_size: u64,
+        /// The signed commitment note.
+        commitment: String,
+    },
+    /// Not checked, and why (the log signs no commitments, or none yet).
+    Unchecked {
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct CompletenessAnswer {
+    commitment: String,
+    bucket: u64,
+    postings: String,
+    proof: Vec<String>,
+}
+
+/// A commitment checked against its signature and the term's bucket, before the pages.
+struct CheckedCommitment {
+    statement: IndexCommitment,
+    note: String,
+    /// The entries below the commitment's size that may carry the term.
+    candidates: BTreeSet<u64>,
 }
 
 #[derive(Deserialize)]
@@ -69,10 +116,15 @@ impl Client {
         term: &SearchTerm,
         page_size: usize,
     ) -> Result<SearchResults> {
+        // The commitment comes first, so the pages' checkpoint is at least as new.
+        let commitment = self.search_commitment(verifier, term).await?;
         let mut results = SearchResults {
             entries: Vec::new(),
             checkpoint: None,
             pages: 0,
+            completeness: Completeness::Unchecked {
+                reason: String::new(),
+            },
         };
         let mut token: Option<String> = None;
         loop {
@@ -136,8 +188,131 @@ impl Client {
                     }
                     token = Some(next);
                 }
-                _ => return Ok(results),
+                _ => break,
             }
         }
+        results.completeness = match commitment {
+            Err(reason) => Completeness::Unchecked { reason },
+            Ok(commitment) => self.check_complete(term, &results, commitment).await?,
+        };
+        Ok(results)
+    }
+
+    /// Fetches and checks the term's bucket under the log's latest commitment; `Err(reason)`
+    /// when the log offers none.
+    async fn search_commitment(
+        &self,
+        verifier: &LogVerifier,
+        term: &SearchTerm,
+    ) -> Result<std::result::Result<CheckedCommitment, String>> {
+        let path = format!(
+            "search/completeness?{}={}",
+            term.kind().name(),
+            percent_encode(term.value())
+        );
+        let body = match self.get(&path, MAX_SEARCH_RESPONSE).await {
+            Ok(body) => body,
+            Err(Error::Status {
+                status: 501 | 503,
+                message,
+                ..
+            }) => return Ok(Err(message)),
+            Err(Error::NotFound { .. }) => {
+                return Ok(Err("the log serves no search-index commitments".to_string()));
+            }
+            Err(other) => return Err(other),
+        };
+        let answer: CompletenessAnswer = serde_json::from_slice(&body)
+            .map_err(|e| rejected(format!("not a completeness answer: {e}")))?;
+        let (note, _) = rekor_note::open_note(answer.commitment.as_bytes(), &[verifier])
+            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+        let statement = IndexCommitment::parse(note.text())
+            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+        if statement.origin != verifier.name().as_str() {
+            return Err(rejected(format!(
+                "the search-index commitment is for {:?}",
+                statement.origin
+            )));
+        }
+        let content = STANDARD
+            .decode(&answer.postings)
+            .map_err(|e| rejected(format!("the bucket's postings: {e}")))?;
+        let proof = answer
+            .proof
+            .iter()
+            .map(|h| {
+                STANDARD
+                    .decode(h)
+                    .ok()
+                    .and_then(|b| Hash::from_slice(&b))
+                    .ok_or_else(|| rejected("a bucket proof hash is not 32 bytes of base64"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let candidates = verify_bucket(&statement, term, answer.bucket, &content, &proof)
+            .map_err(|e| rejected(e.to_string()))?;
+        Ok(Ok(CheckedCommitment {
+            statement,
+            note: answer.commitment,
+            candidates: candidates.into_iter().collect(),
+        }))
+    }
+
+    /// Checks the answer against the commitment: its tree is the log's, every returned entry
+    /// it covers is listed, and every listed entry not returned does not carry the term.
+    async fn check_complete(
+        &self,
+        term: &SearchTerm,
+        results: &SearchResults,
+        commitment: CheckedCommitment,
+    ) -> Result<Completeness> {
+        let Some(checkpoint) = &results.checkpoint else {
+            return Err(rejected("a search answer without a checkpoint"));
+        };
+        let size = commitment.statement.log_size;
+        if size > checkpoint.size().get() {
+            return Ok(Completeness::Unchecked {
+                reason: format!(
+                    "the commitment covers {size} entries, more than the answer's checkpoint ({})",
+                    checkpoint.size().get()
+                ),
+            });
+        }
+        let root = if size == 0 {
+            empty_root()
+        } else {
+            self.prove_extends_size(TreeSize::new(size), checkpoint)
+                .await?
+                .0
+        };
+        if root != commitment.statement.log_root {
+            return Err(rejected(format!(
+                "the search-index commitment's root of the first {size} entries is not the log's"
+            )));
+        }
+        let returned: BTreeSet<u64> = results
+            .entries
+            .iter()
+            .map(|e| e.index)
+            .filter(|i| *i < size)
+            .collect();
+        if let Some(index) = returned.difference(&commitment.candidates).next() {
+            return Err(rejected(format!(
+                "entry {index} carries {term}, but the search-index commitment does not list it"
+            )));
+        }
+        // Listed but not returned: a term sharing the prefix by chance, or an entry left out.
+        for &index in commitment.candidates.difference(&returned) {
+            let entry = self.entry_at(index, checkpoint).await?;
+            if search_terms(&entry.body).contains(term) {
+                return Err(rejected(format!(
+                    "the answer leaves out entry {index}, which carries {term}"
+                )));
+            }
+        }
+        Ok(Completeness::Proven {
+            size,
+            checkpoint_size: checkpoint.size().get(),
+            commitment: commitment.note,
+        })
     }
 }

@@ -70,6 +70,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub search_index: bool,
 
+    /// With --search-index: how often the log signs a commitment to its search index (what
+    /// lets a client check a search left no entry out), each time the log has grown since the
+    /// last. Building one reads the whole index once. 0s signs none.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub search_commitment_interval: Duration,
+
     /// Refuse new entries (HTTP 405 / gRPC Unimplemented) and serve only reads: a frozen log.
     #[arg(long)]
     pub read_only: bool,

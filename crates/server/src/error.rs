@@ -10,7 +10,8 @@
 //! | `InvalidSearch`                                           | 400  | InvalidArgument  |
 //! | `ReadOnly` (plain text, as rekor-tiles)                   | 405  | Unimplemented    |
 //! | `SearchNotEnabled`                                        | 501  | Unimplemented    |
-//! | `SearchIndexBehind`                                       | 503  | Unavailable      |
+//! | `SearchIndexBehind`, `SearchCommitmentPending`             | 503  | Unavailable      |
+//! | `SearchCommitmentsOff`                                    | 501  | Unimplemented    |
 //! | `RateLimited` (header `Retry-After: S`)                   | 429  | ResourceExhausted |
 //! | `Pushback`, `ShuttingDown`, `NoWitnessQuorum`,            | 503  | Unavailable      |
 //! | `StorageUnavailable`                                      |      |                  |
@@ -103,6 +104,14 @@ pub enum ApiError {
         /// The checkpoint's size.
         size: u64,
     },
+    /// The search index has not been committed to yet (it is being built or caught up).
+    #[error("the search index has no signed commitment yet; retry shortly")]
+    SearchCommitmentPending,
+    /// The server commits to no search index (`--search-commitment-interval 0s`).
+    #[error(
+        "this log signs no search-index commitments (the server runs with --search-commitment-interval 0s)"
+    )]
+    SearchCommitmentsOff,
     /// The client is over `--rate-limit-per-ip`; it may write again after the wait.
     #[error("rate limit exceeded for this client; retry after {0}")]
     RateLimited(crate::rate_limit::RetryAfter),
@@ -156,13 +165,16 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, Code::NotFound)
             }
             E::ReadOnly => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
-            E::SearchNotEnabled => (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented),
+            E::SearchNotEnabled | E::SearchCommitmentsOff => {
+                (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented)
+            }
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
             E::Pushback
             | E::ShuttingDown
             | E::NoWitnessQuorum { .. }
             | E::StorageUnavailable(_)
             | E::SearchIndexBehind { .. }
+            | E::SearchCommitmentPending
             | E::NotServing(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
             // 503 over HTTP, as before; gRPC has a code of its own for it.
             E::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, Code::DeadlineExceeded),
@@ -180,6 +192,7 @@ impl ApiError {
             | ApiError::NoWitnessQuorum { .. }
             | ApiError::StorageUnavailable(_)
             | ApiError::SearchIndexBehind { .. }
+            | ApiError::SearchCommitmentPending
             | ApiError::Timeout(_)
             | ApiError::NotServing(_) => Severity::Unavailable,
             _ => Severity::Refused,
@@ -460,6 +473,8 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (ApiError::SearchNotEnabled, 501, Code::Unimplemented),
+            (ApiError::SearchCommitmentsOff, 501, Code::Unimplemented),
+            (ApiError::SearchCommitmentPending, 503, Code::Unavailable),
             (
                 ApiError::SearchIndexBehind {
                     indexed: 1,

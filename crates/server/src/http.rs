@@ -23,6 +23,7 @@ pub fn router(state: AppState, timeout: Duration) -> Router {
         .route("/api/v2/checkpoint", get(checkpoint))
         .route("/api/v2/tile/{*path}", get(tile))
         .route("/api/v2/search", get(search))
+        .route("/api/v2/search/completeness", get(search_completeness))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         // Inside `observe`, so timed-out requests are counted and logged like any other failure.
@@ -161,6 +162,23 @@ async fn search(
         Ok(query) => state.search(&query).await,
         Err(e) => Err(ApiError::InvalidSearch(e)),
     };
+    json_answer(answer)
+}
+
+/// GET /api/v2/search/completeness?digest=|key=|identity=…: the term's bucket under the latest
+/// signed search-index commitment, with its proof (see [`crate::search`]).
+async fn search_completeness(
+    State(state): State<AppState>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let answer = match crate::search::SearchQuery::parse(query.as_deref().unwrap_or_default()) {
+        Ok(query) => state.search_completeness(&query.term).await,
+        Err(e) => Err(ApiError::InvalidSearch(e)),
+    };
+    json_answer(answer)
+}
+
+fn json_answer(answer: Result<Vec<u8>, ApiError>) -> Response {
     match answer {
         Ok(body) => (
             StatusCode::OK,

@@ -39,7 +39,7 @@ pub use run::{
     Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
     signer, start,
 };
-pub use service::AppState;
+pub use service::{AppState, SearchCommitments};
 
 use crate::metrics::Metrics;
 

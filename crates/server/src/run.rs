@@ -415,7 +415,7 @@ impl RunningServer {
 ///
 /// As [`run`].
 pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, RunError> {
-    let signer = signer(&args, backend.generated_key_dir.as_deref())?;
+    let signer = Arc::new(signer(&args, backend.generated_key_dir.as_deref())?);
     let identity = LogIdentity::of(&signer, &args.hostname, args.http_port);
     info!(
         origin = %identity.origin,
@@ -435,8 +435,8 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         let log = Log::open(
             Arc::clone(&backend.storage),
             Arc::clone(&backend.coordinator),
-            Arc::new(signer),
-            origin,
+            Arc::clone(&signer),
+            origin.clone(),
             log_config(&args, &backend)?,
         )
         .await?;
@@ -471,7 +471,26 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     let state = match search_index(&args, &backend)? {
         Some(index) => {
             spawn_indexer(&backend, Arc::clone(&index), log.clone(), stop.clone()).await?;
-            state.with_search_index(index)
+            let state = state.with_search_index(Arc::clone(&index));
+            if args.search_commitment_interval.is_zero() {
+                state
+            } else {
+                let (committer, commitments) = rekor_search::Committer::new(
+                    Arc::clone(&backend.storage),
+                    index,
+                    signer,
+                    origin.as_str().to_string(),
+                    args.search_commitment_interval,
+                );
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = committer.run() => {}
+                        () = stop.cancelled() => {}
+                    }
+                });
+                state.with_search_commitments(commitments)
+            }
         }
         None => state,
     };

@@ -12,6 +12,13 @@
 //!
 //! `nextPageToken` is present only when more entries match in the checkpoint's tree. Every
 //! entry's `inclusionProof` leads to that checkpoint's root and carries it as its envelope.
+//!
+//! `GET /api/v2/search/completeness?<term>` proves which entries of the latest committed tree
+//! may carry the term ([`rekor_entries::search::commitment`]):
+//!
+//! ```text
+//! {"commitment": "<signed note>", "bucket": 5, "postings": "<base64>", "proof": ["<base64>", ...]}
+//! ```
 
 use rekor_entries::search::{SearchTerm, TermError, TermKind};
 use rekor_search::{MAX_PAGE_SIZE, SearchError, SearchTree};
@@ -188,6 +195,37 @@ impl AppState {
         }
         out.push(b'}');
         Ok(out)
+    }
+}
+
+impl AppState {
+    /// Answers `GET /api/v2/search/completeness`: the term's bucket under the latest signed
+    /// commitment to the index, with its proof.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::SearchNotEnabled`] without an index; [`ApiError::SearchCommitmentsOff`],
+    /// [`ApiError::SearchCommitmentPending`]; storage failures.
+    pub async fn search_completeness(&self, term: &SearchTerm) -> Result<Vec<u8>, ApiError> {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+
+        let index = self.search_index().ok_or(ApiError::SearchNotEnabled)?;
+        let commitment = self.search_commitment()?;
+        let proof = commitment
+            .prove(index.as_ref(), term)
+            .await
+            .map_err(|e| match e {
+                SearchError::Storage(e) => ApiError::from(e),
+                other => ApiError::Internal(other.to_string()),
+            })?;
+        let answer = serde_json::json!({
+            "commitment": String::from_utf8_lossy(&commitment.note),
+            "bucket": proof.bucket,
+            "postings": STANDARD.encode(&proof.content),
+            "proof": proof.proof.iter().map(|h| STANDARD.encode(h.0)).collect::<Vec<_>>(),
+        });
+        serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
 

@@ -42,7 +42,13 @@ struct AppInner {
     tiles: Option<TileCache>,
     rate_limiter: Option<RateLimiter>,
     search: Option<Arc<dyn SearchIndex>>,
+    /// The latest search-index commitment, from the committer the caller runs; `None` when
+    /// the server signs none.
+    commitments: Option<SearchCommitments>,
 }
+
+/// Where the latest search-index commitment is published.
+pub type SearchCommitments = tokio::sync::watch::Receiver<Option<Arc<rekor_search::Commitment>>>;
 
 impl AppState {
     /// Builds the state. `log` is `None` for a read-only (frozen) log.
@@ -69,6 +75,7 @@ impl AppState {
                 tiles: None,
                 rate_limiter: None,
                 search: None,
+                commitments: None,
             }),
         }
     }
@@ -101,6 +108,34 @@ impl AppState {
             inner.search = Some(index);
         }
         self
+    }
+
+    /// The same state answering `GET /api/v2/search/completeness` from the commitments a
+    /// [`rekor_search::Committer`] publishes. Call before cloning the state into handlers.
+    #[must_use]
+    pub fn with_search_commitments(mut self, commitments: SearchCommitments) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.commitments = Some(commitments);
+        }
+        self
+    }
+
+    /// The latest search-index commitment, if there is one yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError::SearchCommitmentsOff`] if the server signs none,
+    /// [`ApiError::SearchCommitmentPending`] before the first.
+    pub fn search_commitment(&self) -> Result<Arc<rekor_search::Commitment>, ApiError> {
+        let commitments = self
+            .inner
+            .commitments
+            .as_ref()
+            .ok_or(ApiError::SearchCommitmentsOff)?;
+        commitments
+            .borrow()
+            .clone()
+            .ok_or(ApiError::SearchCommitmentPending)
     }
 
     /// The search index, if the server keeps one.

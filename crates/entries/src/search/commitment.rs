@@ -263,6 +263,10 @@ impl Default for BucketHasher {
     }
 }
 
+fn count(leaves: &[Hash]) -> u64 {
+    u64::try_from(leaves.len()).unwrap_or(u64::MAX)
+}
+
 /// The leaf hash of a bucket whose content is `content` (postings, encoded).
 #[must_use]
 pub fn bucket_leaf_hash(content: &[u8]) -> Hash {
@@ -283,7 +287,7 @@ impl BucketTree {
     ///
     /// [`CommitmentError::Malformed`] unless there are exactly `2^bits` leaves, `bits` ≤ 24.
     pub fn new(bits: u8, leaves: Vec<Hash>) -> Result<BucketTree, CommitmentError> {
-        if bits > MAX_BUCKET_BITS || leaves.len() as u64 != 1u64 << bits {
+        if bits > MAX_BUCKET_BITS || count(&leaves) != 1u64 << bits {
             return Err(CommitmentError::Malformed(
                 "a bucket tree needs 2^bits leaves",
             ));
@@ -401,7 +405,7 @@ impl BucketTreeBuilder {
             });
         }
         self.last = Some((prefix, index));
-        while self.leaves.len() as u64 != bucket {
+        while count(&self.leaves) < bucket {
             self.leaves.push(std::mem::take(&mut self.current).finish());
         }
         self.current.push(prefix, index);
@@ -452,7 +456,7 @@ pub fn verify_bucket(
             bucket_of(prefix, bits)
         )));
     }
-    if content.len() % POSTING_LEN != 0 {
+    if !content.len().is_multiple_of(POSTING_LEN) {
         return Err(bad(format!(
             "{} bytes is not a whole number of postings",
             content.len()
