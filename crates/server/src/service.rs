@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -42,6 +42,19 @@ struct AppInner {
     tiles: Option<TileCache>,
     rate_limiter: Option<RateLimiter>,
     search: Option<Arc<dyn SearchIndex>>,
+    /// With `--duplicate-returns-entry`: how long a resubmission may wait for the checkpoint
+    /// that covers its existing entry. `None`: resubmissions get [`ApiError::Duplicate`].
+    duplicate_wait: Option<Duration>,
+}
+
+/// What `CreateEntry` answers.
+#[derive(Clone, Debug)]
+pub struct Created {
+    /// The entry, with its inclusion proof and the checkpoint it leads to.
+    pub entry: TransparencyLogEntry,
+    /// The entry was in the log already (a resubmission, answered so under
+    /// `--duplicate-returns-entry`); the transports then add `x-log-index` to the answer.
+    pub duplicate: bool,
 }
 
 impl AppState {
@@ -69,6 +82,7 @@ impl AppState {
                 tiles: None,
                 rate_limiter: None,
                 search: None,
+                duplicate_wait: None,
             }),
         }
     }
@@ -99,6 +113,17 @@ impl AppState {
     pub fn with_search_index(mut self, index: Arc<dyn SearchIndex>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.search = Some(index);
+        }
+        self
+    }
+
+    /// The same state answering a resubmitted entry with the existing entry, as a fresh one is
+    /// answered (`--duplicate-returns-entry`), after waiting up to `wait` for a checkpoint that
+    /// covers it. Call before cloning the state into handlers.
+    #[must_use]
+    pub fn with_duplicates_returning_entry(mut self, wait: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.duplicate_wait = Some(wait);
         }
         self
     }
@@ -172,12 +197,11 @@ impl AppState {
     /// # Errors
     ///
     /// [`ApiError::ReadOnly`] for a frozen log, [`ApiError::MissingEntry`] or
-    /// [`ApiError::InvalidEntry`] naming the broken rule, [`ApiError::Duplicate`],
-    /// [`ApiError::Pushback`] or [`ApiError::StorageUnavailable`] when it should be retried.
-    pub async fn create_entry(
-        &self,
-        request: CreateEntryRequest,
-    ) -> Result<TransparencyLogEntry, ApiError> {
+    /// [`ApiError::InvalidEntry`] naming the broken rule, [`ApiError::Duplicate`] (unless
+    /// duplicates return the entry, see [`AppState::with_duplicates_returning_entry`]),
+    /// [`ApiError::Pushback`], [`ApiError::StorageUnavailable`] or [`ApiError::Timeout`] when it
+    /// should be retried.
+    pub async fn create_entry(&self, request: CreateEntryRequest) -> Result<Created, ApiError> {
         let log = self.inner.log.as_ref().ok_or(ApiError::ReadOnly)?;
         let started = Instant::now();
         let registry = &self.inner.registry;
@@ -195,12 +219,22 @@ impl AppState {
 
         let kind = validated.kind;
         let body = Bytes::from(validated.canonical);
-        let appended = log.add(body.clone()).await.map_err(|e| {
-            if matches!(e, rekor_log::LogError::Internal { .. }) {
-                self.inner.metrics.inclusion_proof_failures.inc();
+        let appended = match (log.add(body.clone()).await, self.inner.duplicate_wait) {
+            (Ok(appended), _) => appended,
+            (Err(rekor_log::LogError::Duplicate { index }), Some(wait)) => {
+                let entry = self.existing_entry(log, index, kind, &body, wait).await?;
+                return Ok(Created {
+                    entry,
+                    duplicate: true,
+                });
             }
-            ApiError::from(e)
-        })?;
+            (Err(e), _) => {
+                if matches!(e, rekor_log::LogError::Internal { .. }) {
+                    self.inner.metrics.inclusion_proof_failures.inc();
+                }
+                return Err(ApiError::from(e));
+            }
+        };
         tracing::Span::current().record("log_index", appended.index);
 
         let entry = self.transparency_log_entry(
@@ -223,7 +257,10 @@ impl AppState {
             .write_latency
             .observe(started.elapsed().as_secs_f64());
         metrics.tree_size.set(to_i64(appended.checkpoint.size)?);
-        Ok(entry)
+        Ok(Created {
+            entry,
+            duplicate: false,
+        })
     }
 
     /// The `TransparencyLogEntry` of the entry at `index` (`kind`, logged as `body`), with its
