@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rekor_entries::search::{SearchTerm, search_terms};
 use rekor_storage::{SearchIndex, Storage};
 use rekor_tlog::{
-    Hash, LeafIndex, TileRecorder, TreeSize, bundle_for_leaf, inclusion_proof, leaf_hash,
+    Hash, LeafIndex, TileMap, TileRecorder, TreeSize, bundle_for_leaf, inclusion_proof, leaf_hash,
     verify_inclusion,
 };
 
@@ -120,33 +120,67 @@ pub async fn search(
     })
 }
 
+/// The entry at `index` in `tree`: its bytes, read from its entry bundle (a partial bundle that a
+/// full one has superseded is read as the full one's prefix), and its inclusion proof into
+/// `tree`, built from the hash tiles and verified against `tree.root` before it is returned.
+/// This is what a log answers for an entry it already holds (a resubmitted duplicate).
+///
+/// # Errors
+///
+/// Storage failures; [`SearchError::Bundle`], [`SearchError::Tile`] or
+/// [`SearchError::ShortBundle`] for objects that do not decode or hold too little;
+/// [`SearchError::Proof`] if `index` is not below `tree.size`, or the tiles do not prove the
+/// entry into `tree` (the checkpoint and the tiles disagree).
+pub async fn proven_entry(
+    storage: &dyn Storage,
+    tree: SearchTree,
+    index: u64,
+) -> Result<FoundEntry> {
+    let body = Bundles::new(storage, tree.size).entry(index).await?;
+    let tiles = proof_tiles(storage, tree, [index]).await?;
+    prove_one(&tiles, tree, index, body)
+}
+
 /// Proves each entry into `tree` from the tiles, and verifies each proof.
 async fn prove(
     storage: &dyn Storage,
     tree: SearchTree,
     found: Vec<(u64, Bytes)>,
 ) -> Result<Vec<FoundEntry>> {
-    let size = TreeSize::new(tree.size);
-    let recorder = TileRecorder::new();
-    for (index, _) in &found {
-        // The recorder holds no tiles, so this fails; it only lists what is needed.
-        let _ = inclusion_proof(LeafIndex::new(*index), size, &recorder);
-    }
-    let tiles = read_tiles(storage, recorder.into_tile_ids()).await?;
+    let tiles = proof_tiles(storage, tree, found.iter().map(|(index, _)| *index)).await?;
     found
         .into_iter()
-        .map(|(index, body)| {
-            let leaf = LeafIndex::new(index);
-            let failed = |source| SearchError::Proof {
-                index,
-                size: tree.size,
-                source,
-            };
-            let proof = inclusion_proof(leaf, size, &tiles).map_err(failed)?;
-            verify_inclusion(&leaf_hash(&body), leaf, size, &proof, &tree.root).map_err(failed)?;
-            Ok(FoundEntry { index, body, proof })
-        })
+        .map(|(index, body)| prove_one(&tiles, tree, index, body))
         .collect()
+}
+
+/// Reads the hash tiles the inclusion proofs of `indices` into `tree` need.
+async fn proof_tiles(
+    storage: &dyn Storage,
+    tree: SearchTree,
+    indices: impl IntoIterator<Item = u64>,
+) -> Result<TileMap> {
+    let size = TreeSize::new(tree.size);
+    let recorder = TileRecorder::new();
+    for index in indices {
+        // The recorder holds no tiles, so this fails; it only lists what is needed.
+        let _ = inclusion_proof(LeafIndex::new(index), size, &recorder);
+    }
+    read_tiles(storage, recorder.into_tile_ids()).await
+}
+
+/// Proves the entry at `index` (logged as `body`) into `tree` from `tiles`, and verifies the proof.
+fn prove_one(tiles: &TileMap, tree: SearchTree, index: u64, body: Bytes) -> Result<FoundEntry> {
+    let leaf = LeafIndex::new(index);
+    let size = TreeSize::new(tree.size);
+    let failed = |source| SearchError::Proof {
+        index,
+        size: tree.size,
+        source,
+    };
+    let proof = inclusion_proof(leaf, size, tiles).map_err(failed)?;
+    verify_inclusion(&leaf_hash(&body), leaf, size, &proof, &tree.root).map_err(failed)?;
+    Ok(FoundEntry { index, body, proof })
 }
 
 /// Entry bundles read once per search.

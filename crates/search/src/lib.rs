@@ -7,7 +7,8 @@
 //! [`search`] answers one page of a query against a signed checkpoint's tree: every candidate
 //! is confirmed against the entry's own bytes, entries the index has not reached yet are
 //! scanned directly, and each entry comes with its inclusion proof, verified before it is
-//! returned.
+//! returned. [`proven_entry`] reads one entry by its index the same way, with its verified
+//! proof: what the server answers for a resubmitted entry it already holds.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
@@ -35,7 +36,9 @@ mod error;
 mod indexer;
 mod source;
 
-pub use answer::{FoundEntry, MAX_PAGE_SIZE, MAX_UNINDEXED_SCAN, SearchPage, SearchTree, search};
+pub use answer::{
+    FoundEntry, MAX_PAGE_SIZE, MAX_UNINDEXED_SCAN, SearchPage, SearchTree, proven_entry, search,
+};
 pub use commitment::{BucketProof, Commitment, Committer};
 pub use error::{Result, SearchError};
 pub use indexer::{COMMIT_ENTRIES, Indexer};

@@ -401,3 +401,57 @@ async fn the_commitment_is_signed_matches_the_log_and_proves_every_terms_bucket(
         .unwrap();
     assert_ne!(dishonest.statement.index_root, statement.index_root);
 }
+
+#[tokio::test]
+async fn proven_entry_reads_any_entry_with_a_verified_proof_in_older_and_newer_trees() {
+    let log = TestLog::open().await;
+    // 300 entries: a full bundle and a partial one.
+    let older = log.add(0..300).await;
+    let storage: &dyn Storage = log.storage.as_ref();
+    for index in [0, 1, 255, 256, 299] {
+        let found = rekor_search::proven_entry(storage, older, index)
+            .await
+            .unwrap();
+        assert_eq!(found.index, index);
+        assert_eq!(found.body, log.body(index), "entry {index} as logged");
+        verify_inclusion(
+            &leaf_hash(&found.body),
+            LeafIndex::new(index),
+            TreeSize::new(older.size),
+            &found.proof,
+            &older.root,
+        )
+        .unwrap();
+    }
+    // The tree grows past the partial bundle: an entry is still proven into the older tree
+    // (its partial bundle read as the full one's prefix) and into the newer one.
+    let newer = log.add(300..600).await;
+    for tree in [older, newer] {
+        let found = rekor_search::proven_entry(storage, tree, 299)
+            .await
+            .unwrap();
+        assert_eq!(found.body, log.body(299));
+        verify_inclusion(
+            &leaf_hash(&found.body),
+            LeafIndex::new(299),
+            TreeSize::new(tree.size),
+            &found.proof,
+            &tree.root,
+        )
+        .unwrap();
+    }
+    // An index the tree does not hold, and a root the tiles do not lead to, are refused.
+    let err = rekor_search::proven_entry(storage, older, older.size)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SearchError::Proof { .. }), "{err}");
+    let wrong = SearchTree {
+        size: older.size,
+        root: newer.root,
+    };
+    let err = rekor_search::proven_entry(storage, wrong, 7)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SearchError::Proof { .. }), "{err}");
+    log.log.shutdown().await;
+}

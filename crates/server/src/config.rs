@@ -76,6 +76,13 @@ pub struct ServerArgs {
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub search_commitment_interval: Duration,
 
+    /// Answer the resubmission of an entry already in the log as its first submission was
+    /// answered (HTTP 201 / gRPC OK, the existing entry with an inclusion proof into the current
+    /// checkpoint), plus `x-log-index: N` to tell it apart. Off by default: as in Rekor v2, a
+    /// duplicate gets HTTP 409 / gRPC ALREADY_EXISTS with `x-log-index: N`.
+    #[arg(long)]
+    pub duplicate_returns_entry: bool,
+
     /// Refuse new entries (HTTP 405 / gRPC Unimplemented) and serve only reads: a frozen log.
     #[arg(long)]
     pub read_only: bool,

@@ -66,7 +66,8 @@ pub enum ApiError {
         /// The limit.
         max: usize,
     },
-    /// The entry is already in the log.
+    /// The entry is already in the log. (With `--duplicate-returns-entry` the server answers
+    /// a resubmission with the existing entry instead, except when the logged bytes differ.)
     #[error("an equivalent entry already exists in the log with index {index}")]
     Duplicate {
         /// The index of the existing entry.

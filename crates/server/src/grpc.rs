@@ -10,7 +10,7 @@ use rekor_storage::ObjectKind;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, LOG_INDEX_HEADER};
 use crate::service::AppState;
 
 /// The Rekor gRPC service over `state`, with the request size limit applied and every call
@@ -82,11 +82,20 @@ impl Rekor for GrpcService {
             Ok(())
         };
         let request = request.into_inner();
-        self.observed("CreateEntry", async {
-            admitted?;
-            self.state.create_entry(request).await
-        })
-        .await
+        let created = self
+            .observed("CreateEntry", async {
+                admitted?;
+                self.state.create_entry(request).await
+            })
+            .await?
+            .into_inner();
+        let mut response = Response::new(created.entry);
+        if created.duplicate {
+            // The entry was in the log already (`--duplicate-returns-entry`).
+            let index = tonic::metadata::MetadataValue::from(response.get_ref().log_index);
+            response.metadata_mut().insert(LOG_INDEX_HEADER, index);
+        }
+        Ok(response)
     }
 
     async fn get_tile(&self, request: Request<TileRequest>) -> Result<Response<HttpBody>, Status> {

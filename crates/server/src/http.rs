@@ -13,8 +13,8 @@ use bytes::Bytes;
 use rekor_log::Log;
 use rekor_storage::ObjectKind;
 
-use crate::error::{ApiError, FailureReport};
-use crate::service::AppState;
+use crate::error::{ApiError, FailureReport, LOG_INDEX_HEADER};
+use crate::service::{AppState, Created};
 
 /// Builds the HTTP router over `state`.
 pub fn router(state: AppState, timeout: Duration) -> Router {
@@ -94,20 +94,30 @@ impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
     }
 }
 
-/// POST /api/v2/log/entries: a protojson `CreateEntryRequest`; answers 201 and a `TransparencyLogEntry`.
+/// POST /api/v2/log/entries: a protojson `CreateEntryRequest`; answers 201 and a
+/// `TransparencyLogEntry`, with `x-log-index: N` when the entry was in the log already (under
+/// `--duplicate-returns-entry`).
 async fn create_entry(State(state): State<AppState>, request: Request) -> Response {
     match create_entry_inner(&state, request).await {
-        Ok(body) => (
-            StatusCode::CREATED,
-            [(header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response(),
+        Ok(created) => {
+            let mut response = (
+                StatusCode::CREATED,
+                [(header::CONTENT_TYPE, "application/json")],
+                rekor_api::transparency_log_entry_to_json(&created.entry),
+            )
+                .into_response();
+            if created.duplicate {
+                response
+                    .headers_mut()
+                    .insert(LOG_INDEX_HEADER, HeaderValue::from(created.entry.log_index));
+            }
+            response
+        }
         Err(e) => e.into_response(),
     }
 }
 
-async fn create_entry_inner(state: &AppState, request: Request) -> Result<Vec<u8>, ApiError> {
+async fn create_entry_inner(state: &AppState, request: Request) -> Result<Created, ApiError> {
     if state.log().is_none() {
         return Err(ApiError::ReadOnly);
     }
@@ -119,8 +129,7 @@ async fn create_entry_inner(state: &AppState, request: Request) -> Result<Vec<u8
     let limits = state.request_limits();
     let body = read_body(request.into_body(), limits.max_bytes).await?;
     let request = rekor_api::from_json(&body, limits).map_err(ApiError::InvalidRequest)?;
-    let entry = state.create_entry(request).await?;
-    Ok(rekor_api::transparency_log_entry_to_json(&entry))
+    state.create_entry(request).await
 }
 
 /// Reads at most `limit` bytes; a larger body is [`ApiError::BodyTooLarge`].

@@ -11,6 +11,7 @@
 //! - [`witness`] has each checkpoint cosigned by the witnesses of `--witness-policy-path`.
 
 pub mod config;
+mod duplicate;
 pub mod error;
 mod freeze;
 pub mod grpc;
@@ -39,7 +40,7 @@ pub use run::{
     Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
     signer, start,
 };
-pub use service::{AppState, SearchCommitments};
+pub use service::{AppState, Created, SearchCommitments};
 
 use crate::metrics::Metrics;
 

@@ -467,6 +467,12 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     )
     .with_tile_cache(args.tile_cache_size)
     .with_rate_limiter(rate_limiter(&args)?);
+    // A resubmission waits for its entry's checkpoint no longer than a request may take.
+    let state = if args.duplicate_returns_entry {
+        state.with_duplicates_returning_entry(args.server_timeout)
+    } else {
+        state
+    };
     let stop = CancellationToken::new();
     let state = match search_index(&args, &backend)? {
         Some(index) => {

@@ -240,7 +240,7 @@ fn entry_kind(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-fn parse_checkpoint(note: &[u8]) -> Result<rekor_note::Checkpoint, ApiError> {
+pub(crate) fn parse_checkpoint(note: &[u8]) -> Result<rekor_note::Checkpoint, ApiError> {
     let parsed = rekor_note::Note::parse(note)
         .and_then(|note| rekor_note::Checkpoint::parse(note.text()))
         .map_err(|e| ApiError::Internal(format!("the stored checkpoint does not parse: {e}")))?;

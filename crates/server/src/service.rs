@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -45,6 +45,19 @@ struct AppInner {
     /// The latest search-index commitment, from the committer the caller runs; `None` when
     /// the server signs none.
     commitments: Option<SearchCommitments>,
+    /// With `--duplicate-returns-entry`: how long a resubmission may wait for the checkpoint
+    /// that covers its existing entry. `None`: resubmissions get [`ApiError::Duplicate`].
+    duplicate_wait: Option<Duration>,
+}
+
+/// What `CreateEntry` answers.
+#[derive(Clone, Debug)]
+pub struct Created {
+    /// The entry, with its inclusion proof and the checkpoint it leads to.
+    pub entry: TransparencyLogEntry,
+    /// The entry was in the log already (a resubmission, answered so under
+    /// `--duplicate-returns-entry`); the transports then add `x-log-index` to the answer.
+    pub duplicate: bool,
 }
 
 /// Where the latest search-index commitment is published.
@@ -76,6 +89,7 @@ impl AppState {
                 rate_limiter: None,
                 search: None,
                 commitments: None,
+                duplicate_wait: None,
             }),
         }
     }
@@ -116,6 +130,17 @@ impl AppState {
     pub fn with_search_commitments(mut self, commitments: SearchCommitments) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.commitments = Some(commitments);
+        }
+        self
+    }
+
+    /// The same state answering a resubmitted entry with the existing entry, as a fresh one is
+    /// answered (`--duplicate-returns-entry`), after waiting up to `wait` for a checkpoint that
+    /// covers it. Call before cloning the state into handlers.
+    #[must_use]
+    pub fn with_duplicates_returning_entry(mut self, wait: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.duplicate_wait = Some(wait);
         }
         self
     }
@@ -207,12 +232,11 @@ impl AppState {
     /// # Errors
     ///
     /// [`ApiError::ReadOnly`] for a frozen log, [`ApiError::MissingEntry`] or
-    /// [`ApiError::InvalidEntry`] naming the broken rule, [`ApiError::Duplicate`],
-    /// [`ApiError::Pushback`] or [`ApiError::StorageUnavailable`] when it should be retried.
-    pub async fn create_entry(
-        &self,
-        request: CreateEntryRequest,
-    ) -> Result<TransparencyLogEntry, ApiError> {
+    /// [`ApiError::InvalidEntry`] naming the broken rule, [`ApiError::Duplicate`] (unless
+    /// duplicates return the entry, see [`AppState::with_duplicates_returning_entry`]),
+    /// [`ApiError::Pushback`], [`ApiError::StorageUnavailable`] or [`ApiError::Timeout`] when it
+    /// should be retried.
+    pub async fn create_entry(&self, request: CreateEntryRequest) -> Result<Created, ApiError> {
         let log = self.inner.log.as_ref().ok_or(ApiError::ReadOnly)?;
         let started = Instant::now();
         let registry = &self.inner.registry;
@@ -230,12 +254,22 @@ impl AppState {
 
         let kind = validated.kind;
         let body = Bytes::from(validated.canonical);
-        let appended = log.add(body.clone()).await.map_err(|e| {
-            if matches!(e, rekor_log::LogError::Internal { .. }) {
-                self.inner.metrics.inclusion_proof_failures.inc();
+        let appended = match (log.add(body.clone()).await, self.inner.duplicate_wait) {
+            (Ok(appended), _) => appended,
+            (Err(rekor_log::LogError::Duplicate { index }), Some(wait)) => {
+                let entry = self.existing_entry(log, index, kind, &body, wait).await?;
+                return Ok(Created {
+                    entry,
+                    duplicate: true,
+                });
             }
-            ApiError::from(e)
-        })?;
+            (Err(e), _) => {
+                if matches!(e, rekor_log::LogError::Internal { .. }) {
+                    self.inner.metrics.inclusion_proof_failures.inc();
+                }
+                return Err(ApiError::from(e));
+            }
+        };
         tracing::Span::current().record("log_index", appended.index);
 
         let entry = self.transparency_log_entry(
@@ -258,7 +292,10 @@ impl AppState {
             .write_latency
             .observe(started.elapsed().as_secs_f64());
         metrics.tree_size.set(to_i64(appended.checkpoint.size)?);
-        Ok(entry)
+        Ok(Created {
+            entry,
+            duplicate: false,
+        })
     }
 
     /// The `TransparencyLogEntry` of the entry at `index` (`kind`, logged as `body`), with its
