@@ -23,6 +23,8 @@ use crate::{Error, Result};
 
 /// The directory in the private directory.
 pub(super) const SEARCH_DIR: &str = "search";
+/// The lock file of a standalone index's directory.
+const STANDALONE_LOCK: &str = "lock";
 /// How much of each index key a posting keeps.
 const KEY_PREFIX_BYTES: usize = 8; // the length of `key_prefix`
 const META_INDEXED: &[u8] = b"indexed";
@@ -40,6 +42,10 @@ struct Inner {
     /// Serialises commits, so the compare-and-swap on the size holds within this process (the
     /// directory lock keeps other processes out).
     commit: tokio::sync::Mutex<()>,
+    /// For an index in a directory of its own ([`PosixSearchIndex::open_standalone`]): its
+    /// lock file, held exclusively while the index is open. (An index inside a log directory
+    /// is covered by the log's lock.)
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for PosixSearchIndex {
@@ -51,7 +57,49 @@ impl std::fmt::Debug for PosixSearchIndex {
 impl PosixSearchIndex {
     /// Opens (creating if needed) the index in the private directory `private`.
     pub(super) fn open(private: &Path) -> Result<PosixSearchIndex, PosixError> {
-        let db = Database::builder(private.join(SEARCH_DIR)).open()?;
+        PosixSearchIndex::open_at(private, None)
+    }
+
+    /// Opens (creating if needed) a search index kept in a directory of its own, not inside a
+    /// log directory: what a standalone indexer that follows a remote log uses.
+    ///
+    /// ```text
+    /// <dir>/lock      held exclusively while a process has the index open
+    /// <dir>/search/   the fjall database
+    /// ```
+    ///
+    /// The caller may keep files of its own beside them. The index is held open until the
+    /// last handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if another process has the index open; I/O and database errors.
+    pub fn open_standalone(dir: &Path) -> Result<PosixSearchIndex> {
+        Ok(PosixSearchIndex::open_standalone_dir(dir)?)
+    }
+
+    fn open_standalone_dir(dir: &Path) -> Result<PosixSearchIndex, PosixError> {
+        std::fs::create_dir_all(dir)?;
+        let lock_path = dir.join(STANDALONE_LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(PosixError::Locked {
+                    path: lock_path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        PosixSearchIndex::open_at(dir, Some(lock))
+    }
+
+    fn open_at(parent: &Path, lock: Option<std::fs::File>) -> Result<PosixSearchIndex, PosixError> {
+        let db = Database::builder(parent.join(SEARCH_DIR)).open()?;
         let postings = db.keyspace("postings", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         Ok(PosixSearchIndex {
@@ -60,6 +108,7 @@ impl PosixSearchIndex {
                 postings,
                 meta,
                 commit: tokio::sync::Mutex::new(()),
+                _lock: lock,
             }),
         })
     }
@@ -227,5 +276,23 @@ mod tests {
             reopened.lookup([2; 32], 0, u64::MAX, 10).await.unwrap(),
             vec![1, 7]
         );
+    }
+
+    #[tokio::test]
+    async fn a_standalone_index_is_locked_while_open_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let index_dir = dir.path().join("index");
+        {
+            let index = PosixSearchIndex::open_standalone(&index_dir).unwrap();
+            index.append(0, 3, vec![([5; 32], 2)]).await.unwrap();
+            assert!(matches!(
+                PosixSearchIndex::open_standalone(&index_dir),
+                Err(Error::Locked { .. })
+            ));
+        }
+        let reopened = PosixSearchIndex::open_standalone(&index_dir).unwrap();
+        assert_eq!(reopened.indexed_size().await.unwrap(), 3);
+        assert_eq!(reopened.lookup([5; 32], 0, 3, 10).await.unwrap(), vec![2]);
+        assert!(index_dir.join("search").is_dir());
     }
 }
