@@ -42,3 +42,4 @@ pub use answer::{
 pub use commitment::{BucketProof, Commitment, Committer};
 pub use error::{Result, SearchError};
 pub use indexer::{COMMIT_ENTRIES, Indexer};
+pub use source::read_tiles;

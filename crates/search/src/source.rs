@@ -37,8 +37,16 @@ pub(crate) async fn read_bundle(storage: &dyn Storage, id: BundleId) -> Result<V
         .collect())
 }
 
-/// Reads hash tiles into a map, each at its requested width.
-pub(crate) async fn read_tiles(storage: &dyn Storage, ids: Vec<TileId>) -> Result<TileMap> {
+/// Reads hash tiles from `storage` into a map, each at its requested width; a partial tile
+/// that is gone is read as the full tile's prefix. Use it with a [`rekor_tlog::TileRecorder`]
+/// to fetch what a proof needs (the indexer that follows a remote log checks consistency
+/// between its checkpoints this way).
+///
+/// # Errors
+///
+/// [`SearchError::Storage`] for a tile that cannot be read, [`SearchError::Tile`] for one
+/// that does not decode.
+pub async fn read_tiles(storage: &dyn Storage, ids: Vec<TileId>) -> Result<TileMap> {
     let mut tiles = TileMap::new();
     for id in ids {
         let (path, bytes, full) = read_or_full(storage, id.path(), id.width.is_full(), || {
