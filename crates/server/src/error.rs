@@ -11,7 +11,7 @@
 //! | `ReadOnly` (plain text, as rekor-tiles)                   | 405  | Unimplemented    |
 //! | `SearchNotEnabled`                                        | 501  | Unimplemented    |
 //! | `SearchIndexBehind`, `SearchCommitmentPending`             | 503  | Unavailable      |
-//! | `SearchCommitmentsOff`                                    | 501  | Unimplemented    |
+//! | `SearchCommitmentsOff`, `CommitmentsOnlyFromLog`           | 501  | Unimplemented    |
 //! | `RateLimited` (header `Retry-After: S`)                   | 429  | ResourceExhausted |
 //! | `Pushback`, `ShuttingDown`, `NoWitnessQuorum`,            | 503  | Unavailable      |
 //! | `StorageUnavailable`                                      |      |                  |
@@ -113,6 +113,12 @@ pub enum ApiError {
         "this log signs no search-index commitments (the server runs with --search-commitment-interval 0s)"
     )]
     SearchCommitmentsOff,
+    /// This server is a standalone search indexer following the log, not the log: it does not
+    /// hold the log's key, and only the log signs search-index commitments.
+    #[error(
+        "this is a standalone search indexer, not the log: completeness commitments are signed only by the log; ask the log for /api/v2/search/completeness"
+    )]
+    CommitmentsOnlyFromLog,
     /// The client is over `--rate-limit-per-ip`; it may write again after the wait.
     #[error("rate limit exceeded for this client; retry after {0}")]
     RateLimited(crate::rate_limit::RetryAfter),
@@ -166,7 +172,7 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, Code::NotFound)
             }
             E::ReadOnly => (StatusCode::METHOD_NOT_ALLOWED, Code::Unimplemented),
-            E::SearchNotEnabled | E::SearchCommitmentsOff => {
+            E::SearchNotEnabled | E::SearchCommitmentsOff | E::CommitmentsOnlyFromLog => {
                 (StatusCode::NOT_IMPLEMENTED, Code::Unimplemented)
             }
             E::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
@@ -475,6 +481,7 @@ mod tests {
             ),
             (ApiError::SearchNotEnabled, 501, Code::Unimplemented),
             (ApiError::SearchCommitmentsOff, 501, Code::Unimplemented),
+            (ApiError::CommitmentsOnlyFromLog, 501, Code::Unimplemented),
             (ApiError::SearchCommitmentPending, 503, Code::Unavailable),
             (
                 ApiError::SearchIndexBehind {

@@ -18,13 +18,30 @@ use crate::service::{AppState, Created};
 
 /// Builds the HTTP router over `state`.
 pub fn router(state: AppState, timeout: Duration) -> Router {
+    let routes = read_routes().route("/api/v2/log/entries", post(create_entry));
+    finish(routes, state, timeout)
+}
+
+/// Builds the read-only HTTP router over `state`: the tile read API, the checkpoint, search and
+/// health, with no write endpoint (`POST /api/v2/log/entries` is an unknown route). For a
+/// server that follows a log rather than being it, such as the standalone search indexer.
+pub fn read_router(state: AppState, timeout: Duration) -> Router {
+    finish(read_routes(), state, timeout)
+}
+
+/// The routes every server answers: reads only.
+fn read_routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v2/log/entries", post(create_entry))
         .route("/api/v2/checkpoint", get(checkpoint))
         .route("/api/v2/tile/{*path}", get(tile))
         .route("/api/v2/search", get(search))
         .route("/api/v2/search/completeness", get(search_completeness))
         .route("/healthz", get(healthz))
+}
+
+/// Adds the fallback, the deadline, request observation and panic recovery to `routes`.
+fn finish(routes: Router<AppState>, state: AppState, timeout: Duration) -> Router {
+    routes
         .fallback(not_found)
         // Inside `observe`, so timed-out requests are counted and logged like any other failure.
         .layer(middleware::from_fn_with_state(timeout, deadline))

@@ -38,7 +38,7 @@ pub use config::ServerArgs;
 pub use freeze::{Frozen, freeze};
 pub use run::{
     Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
-    signer, start,
+    shutdown_signal, signer, start,
 };
 pub use service::{AppState, Created, SearchCommitments};
 

@@ -611,7 +611,8 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     })
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C: what [`run`] waits for before a graceful stop.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             error!(error = %e, "cannot listen for Ctrl-C");

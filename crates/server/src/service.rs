@@ -45,6 +45,9 @@ struct AppInner {
     /// The latest search-index commitment, from the committer the caller runs; `None` when
     /// the server signs none.
     commitments: Option<SearchCommitments>,
+    /// The server does not hold the log's key (a standalone search indexer): it cannot sign
+    /// commitments, and says so.
+    not_the_log: bool,
     /// With `--duplicate-returns-entry`: how long a resubmission may wait for the checkpoint
     /// that covers its existing entry. `None`: resubmissions get [`ApiError::Duplicate`].
     duplicate_wait: Option<Duration>,
@@ -89,6 +92,7 @@ impl AppState {
                 rate_limiter: None,
                 search: None,
                 commitments: None,
+                not_the_log: false,
                 duplicate_wait: None,
             }),
         }
@@ -134,6 +138,18 @@ impl AppState {
         self
     }
 
+    /// The same state for a server that follows a log without holding its key (a standalone
+    /// search indexer): `GET /api/v2/search/completeness` answers
+    /// [`ApiError::CommitmentsOnlyFromLog`], since only the log signs commitments. Call before
+    /// cloning the state into handlers.
+    #[must_use]
+    pub fn not_the_log(mut self) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.not_the_log = true;
+        }
+        self
+    }
+
     /// The same state answering a resubmitted entry with the existing entry, as a fresh one is
     /// answered (`--duplicate-returns-entry`), after waiting up to `wait` for a checkpoint that
     /// covers it. Call before cloning the state into handlers.
@@ -150,8 +166,12 @@ impl AppState {
     /// # Errors
     ///
     /// [`ApiError::SearchCommitmentsOff`] if the server signs none,
+    /// [`ApiError::CommitmentsOnlyFromLog`] if it is not the log (see [`AppState::not_the_log`]),
     /// [`ApiError::SearchCommitmentPending`] before the first.
     pub fn search_commitment(&self) -> Result<Arc<rekor_search::Commitment>, ApiError> {
+        if self.inner.not_the_log {
+            return Err(ApiError::CommitmentsOnlyFromLog);
+        }
         let commitments = self
             .inner
             .commitments
