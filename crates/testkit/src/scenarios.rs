@@ -417,7 +417,7 @@ pub async fn shared_search_suite(config: &crate::ServerConfig) -> Result<()> {
             let found = search_until(frontend, query, size).await?;
             let indices: Vec<u64> = found.iter().map(|e| e.log_index).collect();
             let expected: Vec<u64> = want.iter().map(|(index, _)| *index).collect();
-            ensure_eq(&format!("entries for {query}"), expected, indices)?;
+            ensure_eq(format!("entries for {query}"), expected, indices)?;
             for (entry, (_, submission)) in found.iter().zip(want.iter()) {
                 verify_entry(&frontend.trust, submission, entry)?;
             }
