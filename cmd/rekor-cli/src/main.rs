@@ -123,6 +123,9 @@ enum Command {
     /// --search-index), each verified: checkpoint signature, inclusion proof, that it carries
     /// the term.
     Search(search::SearchArgs),
+    /// Rebuild the log's signed search-index commitment from every entry it covers and check
+    /// it is the log's index (what makes completeness proofs trustworthy).
+    AuditSearchIndex(search::AuditSearchIndexArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::audit(&client, &verifier, &args).await,
         Command::Monitor(args) => audit::monitor(&client, &verifier, witnesses, &args).await,
         Command::Search(args) => search::search(&client, &verifier, &args).await,
+        Command::AuditSearchIndex(args) => {
+            search::audit_search_index(&client, &verifier, &args).await
+        }
     }
 }
 

@@ -125,3 +125,41 @@ pub(crate) fn completeness_json(completeness: &Completeness) -> serde_json::Valu
         }
     }
 }
+
+/// `audit-search-index` flags.
+#[derive(Args, Debug)]
+pub(crate) struct AuditSearchIndexArgs {
+    /// Print JSON: `{"committedSize", "postings", "bucketBits", "checkpointSize"}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `audit-search-index`: rebuilds the log's latest search-index commitment from its
+/// entries (see `rekor_client::Client::audit_search_commitment`).
+pub(crate) async fn audit_search_index(
+    client: &Client,
+    verifier: &LogVerifier,
+    args: &AuditSearchIndexArgs,
+) -> anyhow::Result<()> {
+    let audit = client
+        .audit_search_commitment(verifier)
+        .await
+        .context("auditing the search-index commitment")?;
+    if args.json {
+        let json = serde_json::json!({
+            "committedSize": audit.size.to_string(),
+            "postings": audit.postings.to_string(),
+            "bucketBits": audit.bucket_bits,
+            "checkpointSize": audit.checkpoint_size.to_string(),
+        });
+        return util::say(&serde_json::to_string_pretty(&json)?);
+    }
+    util::say(&format!(
+        "the signed search-index commitment for the first {} entries is the index of the log's entries \
+         ({} postings in {} buckets; the tree is a prefix of the checkpoint of {})",
+        audit.size,
+        audit.postings,
+        1u64 << audit.bucket_bits,
+        audit.checkpoint_size
+    ))
+}

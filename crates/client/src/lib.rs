@@ -67,7 +67,7 @@ pub use error::{Error, Result};
 pub use http::{Client, ClientOptions, LOG_INDEX_HEADER};
 pub use monitor::{MonitorEvent, MonitorState};
 pub use proof::LogEntry;
-pub use search::{Completeness, SearchResults};
+pub use search::{CommitmentAudit, Completeness, SearchResults};
 pub use trust::{
     bundle_from_json, entry_from_json, origin_of_url, pem_or_der, verifier_from_public_key,
     verifier_from_trusted_root, verifier_from_vkey,

@@ -59,6 +59,34 @@ pub enum Completeness {
     },
 }
 
+/// What [`Client::audit_search_commitment`] rebuilt and found equal to the signed commitment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitmentAudit {
+    /// The log size the commitment covers.
+    pub size: u64,
+    /// The postings of its entries.
+    pub postings: u64,
+    /// Its bucket bits.
+    pub bucket_bits: u8,
+    /// The size of the checkpoint its tree was proven a prefix of.
+    pub checkpoint_size: u64,
+}
+
+/// Opens a search-index commitment note signed by the log's key, for the log's origin.
+fn open_commitment(note: &str, verifier: &LogVerifier) -> Result<IndexCommitment> {
+    let (note, _) = rekor_note::open_note(note.as_bytes(), &[verifier])
+        .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+    let statement = IndexCommitment::parse(note.text())
+        .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+    if statement.origin != verifier.name().as_str() {
+        return Err(rejected(format!(
+            "the search-index commitment is for {:?}",
+            statement.origin
+        )));
+    }
+    Ok(statement)
+}
+
 #[derive(Deserialize)]
 struct CompletenessAnswer {
     commitment: String,
@@ -224,16 +252,7 @@ impl Client {
         };
         let answer: CompletenessAnswer = serde_json::from_slice(&body)
             .map_err(|e| rejected(format!("not a completeness answer: {e}")))?;
-        let (note, _) = rekor_note::open_note(answer.commitment.as_bytes(), &[verifier])
-            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
-        let statement = IndexCommitment::parse(note.text())
-            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
-        if statement.origin != verifier.name().as_str() {
-            return Err(rejected(format!(
-                "the search-index commitment is for {:?}",
-                statement.origin
-            )));
-        }
+        let statement = open_commitment(&answer.commitment, verifier)?;
         let content = STANDARD
             .decode(&answer.postings)
             .map_err(|e| rejected(format!("the bucket's postings: {e}")))?;
@@ -257,6 +276,108 @@ impl Client {
         }))
     }
 
+    /// The log's tree of `size` entries, proven a prefix of `checkpoint` from the tiles, must
+    /// have the root the commitment states.
+    async fn check_committed_tree(
+        &self,
+        statement: &IndexCommitment,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<()> {
+        let size = statement.log_size;
+        let root = if size == 0 {
+            empty_root()
+        } else {
+            self.prove_extends_size(TreeSize::new(size), checkpoint)
+                .await?
+                .0
+        };
+        if root != statement.log_root {
+            return Err(rejected(format!(
+                "the search-index commitment's root of the first {size} entries is not the log's"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the log's latest search-index commitment from the log itself: every entry of
+    /// the committed tree is read from the bundles, checked against the tree's root (proven a
+    /// prefix of the current checkpoint), and the postings of its terms are folded into an
+    /// index root, which must be the one the log signed. This is what shows a commitment is
+    /// the index the log implies; it reads the whole committed tree and holds its postings
+    /// in memory (16 bytes each).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Status`] if the log offers no commitment; [`Error::SearchAnswer`] naming what
+    /// disagrees; the tile and bundle errors of the reads.
+    pub async fn audit_search_commitment(&self, verifier: &LogVerifier) -> Result<CommitmentAudit> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        use rekor_entries::search::commitment::{BucketTree, prefix_of_key};
+        use rekor_tlog::{TreeBuilder, bundle_ids_for_size, leaf_hash};
+
+        // Any term's answer carries the commitment; this one names no entry.
+        let path = format!("search/completeness?digest=sha256:{}", "00".repeat(32));
+        let body = self.get(&path, MAX_SEARCH_RESPONSE).await?;
+        let answer: CompletenessAnswer = serde_json::from_slice(&body)
+            .map_err(|e| rejected(format!("not a completeness answer: {e}")))?;
+        let statement = open_commitment(&answer.commitment, verifier)?;
+        let checkpoint = self.checkpoint(verifier).await?;
+        if statement.log_size > checkpoint.size().get() {
+            return Err(rejected(format!(
+                "the commitment covers {} entries, more than the checkpoint's {}",
+                statement.log_size,
+                checkpoint.size().get()
+            )));
+        }
+        self.check_committed_tree(&statement, &checkpoint).await?;
+
+        let size = TreeSize::new(statement.log_size);
+        let mut tree = TreeBuilder::new();
+        let mut postings: Vec<(u64, u64)> = Vec::new();
+        let mut bundles = futures::stream::iter(bundle_ids_for_size(size))
+            .map(|id| self.bundle(id))
+            .buffered(self.options().concurrency.max(1));
+        let mut index = 0u64;
+        while let Some(entries) = bundles.try_next().await? {
+            let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+            tree.append(&leaves);
+            for entry in &entries {
+                postings.extend(
+                    search_terms(entry)
+                        .iter()
+                        .map(|t| (prefix_of_key(&t.index_key()), index)),
+                );
+                index += 1;
+            }
+        }
+        if tree.root() != statement.log_root {
+            return Err(rejected(
+                "the entry bundles do not hash to the committed tree's root",
+            ));
+        }
+        postings.sort_unstable();
+        postings.dedup();
+        let count = u64::try_from(postings.len()).unwrap_or(u64::MAX);
+        let rebuilt = BucketTree::from_postings(statement.bucket_bits, postings)
+            .map_err(|e| rejected(e.to_string()))?;
+        if rebuilt.root() != statement.index_root || count != statement.postings {
+            return Err(rejected(format!(
+                "the signed search-index commitment for {} entries is not the index of the log's entries \
+                 (rebuilt {count} postings, root {}; signed {} postings, root {})",
+                statement.log_size,
+                rebuilt.root(),
+                statement.postings,
+                statement.index_root
+            )));
+        }
+        Ok(CommitmentAudit {
+            size: statement.log_size,
+            postings: count,
+            bucket_bits: statement.bucket_bits,
+            checkpoint_size: checkpoint.size().get(),
+        })
+    }
+
     /// Checks the answer against the commitment: its tree is the log's, every returned entry
     /// it covers is listed, and every listed entry not returned does not carry the term.
     async fn check_complete(
@@ -277,18 +398,8 @@ impl Client {
                 ),
             });
         }
-        let root = if size == 0 {
-            empty_root()
-        } else {
-            self.prove_extends_size(TreeSize::new(size), checkpoint)
-                .await?
-                .0
-        };
-        if root != commitment.statement.log_root {
-            return Err(rejected(format!(
-                "the search-index commitment's root of the first {size} entries is not the log's"
-            )));
-        }
+        self.check_committed_tree(&commitment.statement, checkpoint)
+            .await?;
         let returned: BTreeSet<u64> = results
             .entries
             .iter()
