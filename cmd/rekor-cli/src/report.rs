@@ -1,8 +1,12 @@
-//! `report`: a provenance report for an artifact. It searches the log for the artifact's digest
-//! (`rekor_client::Client::search`, which proves the whole answer) and states, for each entry
+//! `report`: a provenance report for an artifact. It searches the log for the artifact's digests
+//! (`rekor_client::Client::search`, which proves each whole answer) and states, for each entry
 //! found, who signed it, which checkpoint it is proven into, and the result of each check as
 //! `pass`, `fail` or `not-checked` with a reason. The JSON form is meant for machines; its field
 //! names are stable (`schemaVersion` 1).
+//!
+//! A file is searched for by its SHA-256, SHA-384 and SHA-512 digests, because a hashedrekord
+//! entry logs the digest of its signing algorithm's hash: SHA-384 for ECDSA P-384, SHA-512 for
+//! Ed25519ph and P-521. `--digest` searches for that one digest only.
 //!
 //! If the log's answer is rejected, the report is still written: the answer is read again,
 //! unverified, page by page, and each entry is checked on its own, so the report names the
@@ -22,7 +26,7 @@ use rekor_client::{
 use rekor_entries::search::{SearchTerm, TermKind, certificate_search_terms, search_terms};
 use rekor_note::LogVerifier;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::util::{self, read};
 
@@ -135,10 +139,14 @@ struct Report {
     /// The latest checkpoint the answer was verified against (`null` if none verified).
     checkpoint: Option<CheckpointRef>,
     time_of_logging: &'static str,
-    /// The answer as a whole: every page and entry verified, consistent, in order.
+    /// Every answer as a whole: every page and entry verified, consistent, in order (the
+    /// worst of `searches`).
     search: Check,
-    /// Whether the answer is proven to hold every matching entry.
+    /// Whether the answers are proven to hold every matching entry (the worst of `searches`).
     completeness: Check,
+    /// One search per digest.
+    searches: Vec<SearchReport>,
+    /// Every entry found, by log index.
     entries: Vec<EntryReport>,
     summary: Summary,
 }
@@ -148,8 +156,29 @@ struct Report {
 struct ArtifactRef {
     /// The file given with `--artifact`, as given.
     path: Option<String>,
-    /// The digest searched for, `<alg>:<hex>`.
+    /// Its SHA-256 digest, `sha256:<hex>` (or the `--digest` given).
     digest: String,
+    /// Every digest searched for, `<alg>:<hex>`.
+    digests: Vec<String>,
+}
+
+/// The search for one digest.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchReport {
+    /// `<alg>:<hex>`.
+    digest: String,
+    /// How many pages the answer took (as read, when it was rejected).
+    pages: usize,
+    /// How many entries it holds.
+    entries: usize,
+    /// The answer as a whole.
+    search: Check,
+    /// Whether it is proven to hold every matching entry.
+    completeness: Check,
+    /// The latest checkpoint it was verified against.
+    #[serde(skip)]
+    checkpoint: Option<CheckpointRef>,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +215,8 @@ struct EntryReport {
     log_index: Option<u64>,
     kind: Option<String>,
     api_version: Option<String>,
+    /// The digest the entry was found by, `<alg>:<hex>`.
+    found_by: String,
     signers: Vec<Signer>,
     /// Always `null`: see `timeOfLogging`.
     integrated_time: Option<u64>,
@@ -266,10 +297,11 @@ pub(crate) struct ReportFailed {
 }
 
 /// What every entry's checks are measured against.
-struct Subject {
+struct Subject<'a> {
+    /// The digest searched for.
     term: SearchTerm,
     /// The file's bytes, with `--artifact`.
-    artifact: Option<Vec<u8>>,
+    artifact: Option<&'a [u8]>,
 }
 
 /// The completeness of a verified answer. The log publishes no signed commitment to its search
@@ -294,63 +326,42 @@ pub(crate) async fn report(
     args: &ReportArgs,
 ) -> anyhow::Result<()> {
     let artifact = args.artifact.as_deref().map(read).transpose()?;
-    let digest = match (&artifact, &args.digest) {
-        (Some(bytes), _) => format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
-        (None, Some(digest)) => digest.clone(),
+    let terms = match (&artifact, &args.digest) {
+        (Some(bytes), _) => vec![
+            SearchTerm::digest(&format!("sha256:{}", hex::encode(Sha256::digest(bytes))))?,
+            SearchTerm::digest(&format!("sha384:{}", hex::encode(Sha384::digest(bytes))))?,
+            SearchTerm::digest(&format!("sha512:{}", hex::encode(Sha512::digest(bytes))))?,
+        ],
+        (None, Some(digest)) => vec![SearchTerm::digest(digest).context("--digest")?],
         (None, None) => anyhow::bail!("pass --artifact FILE or --digest ALG:HEX"),
     };
-    let subject = Subject {
-        term: SearchTerm::digest(&digest).context("--digest")?,
-        artifact,
-    };
-    let page_size = usize::from(args.page_size);
-    let (search, completeness, checkpoint, entries) =
-        match client.search(verifier, &subject.term, page_size).await {
-            Ok(results) => {
-                let completeness = required(completeness_check(&results), args.require_complete);
-                let entries = results
-                    .entries
-                    .iter()
-                    .map(|entry| verified_entry(&subject, entry, &completeness))
-                    .collect();
-                let search = Check::pass(format!(
-                    "{} {} verified: each checkpoint signed by the log and consistent with the \
-                     one before, each entry proven into its page's checkpoint, carrying the \
-                     digest, in ascending order",
-                    results.pages,
-                    if results.pages == 1 { "page" } else { "pages" }
-                ));
-                let checkpoint = results.checkpoint.as_ref().map(CheckpointRef::of);
-                (search, completeness, checkpoint, entries)
-            }
-            Err(e) if e.is_verification_failure() => {
-                let completeness = required(
-                    Check::not_checked(
-                        "the search answer was rejected, so its completeness was not checked",
-                    ),
-                    args.require_complete,
-                );
-                let (checkpoint, entries, problem) =
-                    diagnose(client, verifier, &subject, page_size, &completeness).await;
-                let mut reason = format!("the log's answer was rejected: {e}");
-                if let Some(problem) = problem {
-                    reason.push_str(&format!(
-                        " (reading it again to check each entry: {problem})"
-                    ));
-                }
-                (Check::fail(reason), completeness, checkpoint, entries)
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("searching for {}", subject.term));
-            }
+    let mut searches = Vec::new();
+    let mut entries = Vec::new();
+    for term in &terms {
+        let subject = Subject {
+            term: term.clone(),
+            artifact: artifact.as_deref(),
         };
-    let summary = summarise(&subject.term, &search, &completeness, &entries);
+        let (search, found) = search_one(client, verifier, &subject, args).await?;
+        searches.push(search);
+        entries.extend(found);
+    }
+    entries.sort_by_key(|e| e.log_index);
+    let search = worst(searches.iter().map(|s| &s.search), "no search ran");
+    let completeness = worst(searches.iter().map(|s| &s.completeness), "no search ran");
+    let checkpoint = searches
+        .iter()
+        .filter_map(|s| s.checkpoint.clone())
+        .max_by_key(|c| c.tree_size);
+    let digests: Vec<String> = terms.iter().map(|t| t.value().to_string()).collect();
+    let summary = summarise(&digests, &search, &completeness, &entries);
     let failed = summary.failed;
     let report = Report {
         schema_version: SCHEMA_VERSION,
         artifact: ArtifactRef {
             path: args.artifact.as_ref().map(|p| p.display().to_string()),
-            digest: subject.term.value().to_string(),
+            digest: digests.first().cloned().unwrap_or_default(),
+            digests,
         },
         log: LogRef {
             url: client.base_url().to_string(),
@@ -360,6 +371,7 @@ pub(crate) async fn report(
         time_of_logging: TIME_OF_LOGGING,
         search,
         completeness,
+        searches,
         entries,
         summary,
     };
@@ -374,8 +386,103 @@ pub(crate) async fn report(
     Ok(())
 }
 
+/// Searches for one digest: the verified answer, or, if it is rejected, the answer read again
+/// and checked entry by entry.
+///
+/// # Errors
+///
+/// A search that fails for another reason than a failed check (the log cannot be reached, has
+/// no search index, refuses the query).
+async fn search_one(
+    client: &Client,
+    verifier: &LogVerifier,
+    subject: &Subject<'_>,
+    args: &ReportArgs,
+) -> anyhow::Result<(SearchReport, Vec<EntryReport>)> {
+    let page_size = usize::from(args.page_size);
+    let digest = subject.term.value().to_string();
+    match client.search(verifier, &subject.term, page_size).await {
+        Ok(results) => {
+            let completeness = required(completeness_check(&results), args.require_complete);
+            let entries: Vec<EntryReport> = results
+                .entries
+                .iter()
+                .map(|entry| verified_entry(subject, entry, &completeness))
+                .collect();
+            let search = Check::pass(format!(
+                "{} {} verified: each checkpoint signed by the log and consistent with the \
+                 one before, each entry proven into its page's checkpoint, carrying the \
+                 digest, in ascending order",
+                results.pages,
+                if results.pages == 1 { "page" } else { "pages" }
+            ));
+            let report = SearchReport {
+                digest,
+                pages: results.pages,
+                entries: entries.len(),
+                search,
+                completeness,
+                checkpoint: results.checkpoint.as_ref().map(CheckpointRef::of),
+            };
+            Ok((report, entries))
+        }
+        Err(e) if e.is_verification_failure() => {
+            let completeness = required(
+                Check::not_checked(
+                    "the search answer was rejected, so its completeness was not checked",
+                ),
+                args.require_complete,
+            );
+            let read = diagnose(client, verifier, subject, page_size, &completeness).await;
+            let mut reason = format!("the log's answer was rejected: {e}");
+            if let Some(problem) = read.problem {
+                reason.push_str(&format!(
+                    " (reading it again to check each entry: {problem})"
+                ));
+            }
+            let report = SearchReport {
+                digest,
+                pages: read.pages,
+                entries: read.entries.len(),
+                search: Check::fail(reason),
+                completeness,
+                checkpoint: read.checkpoint,
+            };
+            Ok((report, read.entries))
+        }
+        Err(e) => Err(e).with_context(|| format!("searching for {}", subject.term)),
+    }
+}
+
+/// The worst of some checks (a failure over a check not made over a pass), the first of that
+/// kind; `none` if there are none.
+fn worst<'a>(checks: impl Iterator<Item = &'a Check>, none: &str) -> Check {
+    let rank = |c: &Check| match c.result {
+        Outcome::Fail => 2,
+        Outcome::NotChecked => 1,
+        Outcome::Pass => 0,
+    };
+    let checks: Vec<&Check> = checks.collect();
+    let Some(top) = checks.iter().map(|c| rank(c)).max() else {
+        return Check::not_checked(none);
+    };
+    let same: Vec<&&Check> = checks.iter().filter(|c| rank(c) == top).collect();
+    match (same.first(), same.len()) {
+        (Some(only), 1) => (**only).clone(),
+        (Some(first), n) if first.result == Outcome::Pass => {
+            Check::pass(format!("all {n} searches passed"))
+        }
+        (Some(first), _) => (**first).clone(),
+        (None, _) => Check::not_checked(none),
+    }
+}
+
 /// The report of an entry `Client::search` verified.
-fn verified_entry(subject: &Subject, entry: &VerifiedEntry, completeness: &Check) -> EntryReport {
+fn verified_entry(
+    subject: &Subject<'_>,
+    entry: &VerifiedEntry,
+    completeness: &Check,
+) -> EntryReport {
     let checkpoint = &entry.checkpoint;
     entry_report(
         subject,
@@ -390,56 +497,71 @@ fn verified_entry(subject: &Subject, entry: &VerifiedEntry, completeness: &Check
     )
 }
 
-/// Reads the rejected answer again, unverified, and checks each entry on its own. Returns the
-/// last page checkpoint that verifies, the entries, and why reading stopped early, if it did.
+/// A rejected answer, read again.
+struct Reread {
+    /// The last page checkpoint that verifies.
+    checkpoint: Option<CheckpointRef>,
+    /// Each entry, checked on its own.
+    entries: Vec<EntryReport>,
+    pages: usize,
+    /// Why reading stopped early, if it did.
+    problem: Option<String>,
+}
+
+/// Reads the rejected answer again, unverified, and checks each entry on its own, as far as
+/// the log answers, for at most [`MAX_DIAGNOSIS_PAGES`] pages and never the same page token
+/// twice.
 async fn diagnose(
     client: &Client,
     verifier: &LogVerifier,
-    subject: &Subject,
+    subject: &Subject<'_>,
     page_size: usize,
     completeness: &Check,
-) -> (Option<CheckpointRef>, Vec<EntryReport>, Option<String>) {
-    let mut checkpoint = None;
-    let mut entries = Vec::new();
+) -> Reread {
+    let mut read = Reread {
+        checkpoint: None,
+        entries: Vec::new(),
+        pages: 0,
+        problem: None,
+    };
     let mut token: Option<String> = None;
     let mut seen = HashSet::new();
-    for _ in 0..MAX_DIAGNOSIS_PAGES {
+    while read.pages < MAX_DIAGNOSIS_PAGES {
         let page = match client
             .search_page_unverified(&subject.term, page_size, token.as_deref())
             .await
         {
             Ok(page) => page,
-            Err(e) => return (checkpoint, entries, Some(e.to_string())),
+            Err(e) => {
+                read.problem = Some(e.to_string());
+                return read;
+            }
         };
+        read.pages += 1;
         if let Ok(verified) = SignedCheckpoint::verify(page.checkpoint.as_bytes(), verifier) {
-            checkpoint = Some(CheckpointRef::of(&verified));
+            read.checkpoint = Some(CheckpointRef::of(&verified));
         }
         for value in &page.entries {
-            entries.push(unverified_entry(verifier, subject, value, completeness));
+            read.entries
+                .push(unverified_entry(verifier, subject, value, completeness));
         }
         match page.next_page_token {
             Some(next) if !next.is_empty() && seen.insert(next.clone()) => token = Some(next),
             Some(next) if !next.is_empty() => {
-                return (
-                    checkpoint,
-                    entries,
-                    Some(format!("the page token {next:?} came back; stopped")),
-                );
+                read.problem = Some(format!("the page token {next:?} came back; stopped"));
+                return read;
             }
-            _ => return (checkpoint, entries, None),
+            _ => return read,
         }
     }
-    (
-        checkpoint,
-        entries,
-        Some(format!("stopped after {MAX_DIAGNOSIS_PAGES} pages")),
-    )
+    read.problem = Some(format!("stopped after {MAX_DIAGNOSIS_PAGES} pages"));
+    read
 }
 
 /// The report of one entry of a rejected answer, each check run on its own.
 fn unverified_entry(
     verifier: &LogVerifier,
-    subject: &Subject,
+    subject: &Subject<'_>,
     value: &serde_json::Value,
     completeness: &Check,
 ) -> EntryReport {
@@ -458,6 +580,7 @@ fn unverified_entry(
                     .and_then(|i| i.as_str().and_then(|s| s.parse().ok()).or(i.as_u64())),
                 kind: None,
                 api_version: None,
+                found_by: subject.term.value().to_string(),
                 signers: Vec::new(),
                 integrated_time: None,
                 proven_into: None,
@@ -520,7 +643,7 @@ fn inclusion_check(result: &rekor_client::Result<VerifiedEntry>) -> Check {
 /// One entry's report from its parts: the body (or why it does not parse), its checkpoint (or
 /// why it does not verify), and the inclusion check.
 fn entry_report(
-    subject: &Subject,
+    subject: &Subject<'_>,
     log_index: Option<u64>,
     body: Result<&EntryBody, String>,
     checkpoint: Result<&SignedCheckpoint, String>,
@@ -559,6 +682,7 @@ fn entry_report(
         log_index,
         kind,
         api_version,
+        found_by: subject.term.value().to_string(),
         signers,
         integrated_time: None,
         proven_into,
@@ -574,7 +698,7 @@ fn entry_report(
 
 /// The entry logs the digest searched for, as the index derives it from the body; with
 /// `--artifact`, the file's digest in the entry's own algorithm.
-fn digest_check(subject: &Subject, body: &EntryBody) -> Check {
+fn digest_check(subject: &Subject<'_>, body: &EntryBody) -> Check {
     if !search_terms(&body.bytes).contains(&subject.term) {
         return Check::fail(format!("the entry does not log {}", subject.term.value()));
     }
@@ -647,7 +771,7 @@ fn certificate_signer(der: &[u8]) -> Signer {
 
 /// Counts the checks and says in one line what the report found.
 fn summarise(
-    term: &SearchTerm,
+    digests: &[String],
     search: &Check,
     completeness: &Check,
     entries: &[EntryReport],
@@ -670,13 +794,25 @@ fn summarise(
     } else {
         Outcome::Pass
     };
+    let mut subject = digests.first().cloned().unwrap_or_default();
+    let others: Vec<&str> = digests
+        .iter()
+        .skip(1)
+        .filter_map(|d| d.split_once(':').map(|(algorithm, _)| algorithm))
+        .collect();
+    if !others.is_empty() {
+        subject.push_str(&format!(
+            " (also searched by its {} digests)",
+            others.join(" and ")
+        ));
+    }
     let found = match entries.len() {
-        0 => format!("No entries found for {}", term.value()),
-        1 => format!("1 entry for {}", term.value()),
-        n => format!("{n} entries for {}", term.value()),
+        0 => format!("No entries found for {subject}"),
+        1 => format!("1 entry for {subject}"),
+        n => format!("{n} entries for {subject}"),
     };
     let complete = match completeness.result {
-        Outcome::Pass => "the answer is proven complete",
+        Outcome::Pass => "the answers are proven complete",
         Outcome::Fail => "completeness failed",
         Outcome::NotChecked => "completeness not checked, so entries may be missing",
     };
@@ -737,7 +873,13 @@ fn markdown(report: &Report) -> String {
     if let Some(path) = &report.artifact.path {
         let _ = writeln!(out, "- **Artifact:** `{}`", cell(path));
     }
-    let _ = writeln!(out, "- **Digest:** `{}`", report.artifact.digest);
+    let digests: Vec<String> = report
+        .artifact
+        .digests
+        .iter()
+        .map(|d| format!("`{d}`"))
+        .collect();
+    let _ = writeln!(out, "- **Digests searched:** {}", digests.join(", "));
     let _ = writeln!(
         out,
         "- **Log:** {} ({})",
@@ -758,9 +900,25 @@ fn markdown(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "- **Search answer:** {}",
+        "- **Search answers:** {}",
         cell(&check_line(&report.search))
     );
+    if report.searches.len() > 1 {
+        for search in &report.searches {
+            let _ = writeln!(
+                out,
+                "  - `{}`: {} {}: {}",
+                search.digest,
+                search.entries,
+                if search.entries == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                },
+                cell(&check_line(&search.search))
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "- **Completeness:** {}",
@@ -854,6 +1012,7 @@ mod tests {
             log_index: Some(7),
             kind: Some("hashedrekord".into()),
             api_version: Some("0.0.2".into()),
+            found_by: term().value().to_string(),
             signers: vec![Signer::PublicKey {
                 key_fingerprint: "sha256:00".into(),
             }],
@@ -875,12 +1034,14 @@ mod tests {
 
     fn report(search: Check, entries: Vec<EntryReport>) -> Report {
         let completeness = Check::not_checked("the log publishes no search-index commitment");
-        let summary = summarise(&term(), &search, &completeness, &entries);
+        let digests = vec![term().value().to_string()];
+        let summary = summarise(&digests, &search, &completeness, &entries);
         Report {
             schema_version: SCHEMA_VERSION,
             artifact: ArtifactRef {
                 path: Some("a|b.txt".into()),
                 digest: term().value().to_string(),
+                digests,
             },
             log: LogRef {
                 url: "http://127.0.0.1:3000".into(),
@@ -888,11 +1049,37 @@ mod tests {
             },
             checkpoint: None,
             time_of_logging: TIME_OF_LOGGING,
+            searches: vec![SearchReport {
+                digest: term().value().to_string(),
+                pages: 1,
+                entries: entries.len(),
+                search: search.clone(),
+                completeness: completeness.clone(),
+                checkpoint: None,
+            }],
             search,
             completeness,
             entries,
             summary,
         }
+    }
+
+    #[test]
+    fn the_worst_check_speaks_for_all() {
+        let checks = [
+            Check::pass("a"),
+            Check::not_checked("b"),
+            Check::fail("c"),
+            Check::fail("d"),
+        ];
+        assert_eq!(worst(checks.iter(), "none"), Check::fail("c"));
+        assert_eq!(worst(checks[..2].iter(), "none"), Check::not_checked("b"));
+        assert_eq!(
+            worst([Check::pass("a"), Check::pass("b")].iter(), "none"),
+            Check::pass("all 2 searches passed")
+        );
+        assert_eq!(worst(checks[..1].iter(), "none"), Check::pass("a"));
+        assert_eq!(worst([].iter(), "none"), Check::not_checked("none"));
     }
 
     #[test]
