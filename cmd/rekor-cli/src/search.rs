@@ -68,10 +68,10 @@ pub(crate) async fn search(
         .with_context(|| format!("searching for {term}"))?;
     let size = results.checkpoint.as_ref().map_or(0, |c| c.size().get());
     if args.require_complete
-        && let Completeness::Unchecked { reason } = &results.completeness
+        && let Some(reason) = incomplete(&results.completeness)
     {
         return Err(rekor_client::Error::SearchAnswer {
-            reason: format!("--require-complete: completeness could not be checked: {reason}"),
+            reason: format!("--require-complete: {reason}"),
         }
         .into());
     }
@@ -96,27 +96,43 @@ pub(crate) async fn search(
     for entry in &results.entries {
         text.push_str(&format!("{}\t{}\n", entry.index, entry.body.kind()));
     }
-    text.push_str(&match &results.completeness {
-        Completeness::Proven {
-            size: committed, ..
-        } => format!(
-            "complete: the log's signed index commitment shows no entry below {committed} was left out\n"
+    text.push_str(&match incomplete(&results.completeness) {
+        None => format!(
+            "complete: no entry of the tree of {size} that carries the term was left out (the log's signed index commitment, and the entries after it read here)\n"
         ),
-        Completeness::Unchecked { reason } => format!("completeness not checked: {reason}\n"),
+        Some(reason) => format!("completeness not proven: {reason}\n"),
     });
     util::say(text.trim_end())
 }
 
-/// The JSON form of a completeness result, shared with `report`.
+/// Why an answer is not proven complete for its whole tree, if it is not.
+pub(crate) fn incomplete(completeness: &Completeness) -> Option<String> {
+    match completeness {
+        Completeness::Proven {
+            size,
+            committed,
+            checkpoint_size,
+            ..
+        } if size < checkpoint_size => Some(format!(
+            "proven complete for the first {size} entries of {checkpoint_size} only (the log's commitment covers {committed})"
+        )),
+        Completeness::Proven { .. } => None,
+        Completeness::Unchecked { reason } => Some(format!("not checked: {reason}")),
+    }
+}
+
+/// The JSON form of a completeness result.
 pub(crate) fn completeness_json(completeness: &Completeness) -> serde_json::Value {
     match completeness {
         Completeness::Proven {
             size,
+            committed,
             checkpoint_size,
             commitment,
         } => serde_json::json!({
-            "result": "proven",
-            "committedSize": size.to_string(),
+            "result": if size == checkpoint_size { "proven" } else { "partial" },
+            "provenSize": size.to_string(),
+            "committedSize": committed.to_string(),
             "checkpointSize": checkpoint_size.to_string(),
             "commitment": commitment,
         }),

@@ -226,9 +226,13 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
     // What the test logged, and so the postings the index must hold: a digest and a key each.
     let mut postings = std::collections::BTreeSet::new();
     let mut digests = Vec::new();
+    let mut first_artifact = Vec::new();
     for n in 0..12usize {
         let signer = if n % 3 == 0 { &bob } else { &alice };
         let data = artifact("completeness", n % 5)?;
+        if n == 0 {
+            first_artifact.clone_from(&data);
+        }
         let entry = log.http.create_entry(&signer.hashed_rekord(&data)?).await?;
         let digest = format!("sha256:{}", hex(&Sha256::digest(&data)));
         let key = format!("sha256:{}", hex(&Sha256::digest(signer.public_key_der())));
@@ -281,7 +285,9 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
         let term = rekor_entries::search::SearchTerm::digest(digest)?;
         let results = client.search(&log.trust.verifier, &term, 2).await?;
         match &results.completeness {
-            rekor_client::Completeness::Proven { size, .. } => ensure!(*size == 12),
+            rekor_client::Completeness::Proven {
+                size, committed, ..
+            } => ensure!(*size == 12 && *committed == 12),
             other => anyhow::bail!("{digest}: {other:?}"),
         }
         let want = postings
@@ -302,6 +308,48 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
         .get("/api/v2/search/completeness?digest=sha256:00")
         .await?
         .expect_status(400)?;
+    log.stop().await?;
+
+    // A commitment older than the checkpoint: the entries after it are read and checked.
+    let hourly = ServerConfig::new(
+        env!("CARGO_BIN_EXE_rekor-server-posix"),
+        dir.path().join("log"),
+    )
+    .with_args(["--search-index", "--search-commitment-interval", "1h"]);
+    let log = TestLog::start(&hourly).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.http.get(&path).await?.status != 200 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no commitment after a restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        log.http
+            .create_entry(&alice.hashed_rekord(&first_artifact)?)
+            .await?;
+    }
+    let client = rekor_client::Client::new(
+        &format!("http://{}", log.http.address()),
+        rekor_client::ClientOptions::default(),
+    )?;
+    let term = rekor_entries::search::SearchTerm::digest(&digests[0])?;
+    let results = client.search(&log.trust.verifier, &term, 10).await?;
+    let before = postings
+        .iter()
+        .filter(|(p, _)| *p == term_prefix(1, &digests[0]))
+        .count();
+    ensure!(results.entries.len() == before + 3, "{before}");
+    match results.completeness {
+        rekor_client::Completeness::Proven {
+            size: 15,
+            committed: 12,
+            checkpoint_size: 15,
+            ..
+        } => {}
+        other => anyhow::bail!("after the commitment: {other:?}"),
+    }
     log.stop().await?;
 
     // With commitments off: 501, and the client says completeness was not checked.

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rekor_entries::search::commitment::{IndexCommitment, verify_bucket};
 use rekor_entries::search::{SearchTerm, search_terms};
-use rekor_note::{LogVerifier, NoteVerifier as _};
+use rekor_note::LogVerifier;
 use rekor_tlog::{Hash, TreeSize, empty_root};
 use serde::Deserialize;
 
@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::http::Client;
 use crate::trust::entry_from_json;
 use crate::verify::{VerifiedEntry, verify_entry};
+
+/// The most entries after a commitment's size that a search reads to prove them complete too.
+pub const MAX_TAIL_SCAN: u64 = 64 * 1024;
 
 /// The largest search page answer accepted.
 const MAX_SEARCH_RESPONSE: usize = 64 << 20;
@@ -41,12 +44,17 @@ pub struct SearchResults {
 /// Whether a search's answer was shown complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completeness {
-    /// The log's signed commitment to its index, for its first `size` entries, lists every
-    /// entry among them that may carry the term, and each that does is in the answer. Entries
-    /// from `size` to the checkpoint's size are proven included, not complete.
+    /// The log's signed commitment to its index, for its first `committed` entries, lists
+    /// every entry among them that may carry the term, and each that does is in the answer;
+    /// the entries after it, up to `size`, were read from the log and checked. Entries from
+    /// `size` to the checkpoint's size are proven included, not complete.
     Proven {
-        /// The log size the commitment covers.
+        /// How many of the log's first entries the answer is proven complete for: the
+        /// checkpoint's size when the entries after the commitment were read and checked too
+        /// (up to [`MAX_TAIL_SCAN`] of them), else the commitment's.
         size: u64,
+        /// The log size the commitment covers.
+        committed: u64,
         /// The size of the checkpoint the answer was checked against.
         checkpoint_size: u64,
         /// The signed commitment note.
@@ -117,7 +125,8 @@ fn rejected(reason: impl Into<String>) -> Error {
     }
 }
 
-fn percent_encode(value: &str) -> String {
+/// Percent-encodes a query value (RFC 3986 unreserved characters and `:` pass through).
+pub(crate) fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
@@ -420,10 +429,93 @@ impl Client {
                 )));
             }
         }
+        // The entries after the commitment, read and checked here.
+        let end = checkpoint.size().get();
+        let mut proven = size;
+        if end - size <= MAX_TAIL_SCAN {
+            match self
+                .scan_tail(term, size, commitment.statement.log_root, checkpoint)
+                .await
+            {
+                Ok(carrying) => {
+                    let returned: BTreeSet<u64> = results
+                        .entries
+                        .iter()
+                        .map(|e| e.index)
+                        .filter(|i| *i >= size)
+                        .collect();
+                    if let Some(index) = carrying.difference(&returned).next() {
+                        return Err(rejected(format!(
+                            "the answer leaves out entry {index}, which carries {term}"
+                        )));
+                    }
+                    proven = end;
+                }
+                // A partial tile or bundle superseded since: the tail stays unproven.
+                Err(Error::NotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
         Ok(Completeness::Proven {
-            size,
-            checkpoint_size: checkpoint.size().get(),
+            size: proven,
+            committed: size,
+            checkpoint_size: end,
             commitment: commitment.note,
         })
+    }
+
+    /// The indices of entries from `from` to the checkpoint that carry `term`, read from the
+    /// bundles and checked: their leaves, appended to the tree of `from` entries (whose root
+    /// `from_root` is already proven), must give the checkpoint's root.
+    async fn scan_tail(
+        &self,
+        term: &SearchTerm,
+        from: u64,
+        from_root: Hash,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<BTreeSet<u64>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        use rekor_tlog::{TreeBuilder, bundle_ids_for_size, leaf_hash};
+
+        let mut carrying = BTreeSet::new();
+        let start = TreeSize::new(from);
+        let tiles = self
+            .preload(|reader| TreeBuilder::resume(start, reader).map(|_| ()))
+            .await?;
+        let mut tree =
+            TreeBuilder::resume(start, &tiles).map_err(|source| Error::Proof { source })?;
+        if tree.root() != from_root {
+            return Err(rejected(format!(
+                "the log's edge tiles at {from} do not give the committed tree's root"
+            )));
+        }
+        let first_bundle = from >> 8;
+        let ids: Vec<_> = bundle_ids_for_size(checkpoint.size())
+            .into_iter()
+            .filter(|id| id.index.get() >= first_bundle)
+            .collect();
+        let mut bundles = futures::stream::iter(ids)
+            .map(|id| async move { self.bundle(id).await.map(|entries| (id, entries)) })
+            .buffered(self.options().concurrency.max(1));
+        while let Some((id, entries)) = bundles.try_next().await? {
+            let base = id.index.get() << 8;
+            let mut leaves = Vec::with_capacity(entries.len());
+            for (index, entry) in (base..).zip(&entries) {
+                if index < from {
+                    continue;
+                }
+                leaves.push(leaf_hash(entry));
+                if search_terms(entry).contains(term) {
+                    carrying.insert(index);
+                }
+            }
+            tree.append(&leaves);
+        }
+        if tree.root() != checkpoint.root() {
+            return Err(rejected(format!(
+                "the entry bundles from {from} on do not give the checkpoint's root"
+            )));
+        }
+        Ok(carrying)
     }
 }
