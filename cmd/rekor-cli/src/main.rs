@@ -3,6 +3,7 @@
 
 mod audit;
 mod commands;
+mod report;
 mod search;
 mod sign;
 mod trust;
@@ -47,6 +48,10 @@ Examples:
 
   # Watch the log for forks; exits non-zero if it ever shows two histories.
   rekor-cli --vkey \"$VKEY\" monitor --state monitor.json --interval 30s
+
+  # A provenance report for a file (a log started with --search-index): who signed it,
+  # where it is proven, every check; exits 2 if any check failed.
+  rekor-cli --vkey \"$VKEY\" report --artifact release.tar.gz --format json --output report.json
 
 Exit status: 0 on success, 1 on a usage, I/O or network error, 2 when the log served
 something that fails verification (bad signature, proof, tile, fork, rollback).";
@@ -123,6 +128,12 @@ enum Command {
     /// --search-index), each verified: checkpoint signature, inclusion proof, that it carries
     /// the term.
     Search(search::SearchArgs),
+    /// Rebuild the log's signed search-index commitment from every entry it covers and check
+    /// it is the log's index (what makes completeness proofs trustworthy).
+    AuditSearchIndex(search::AuditSearchIndexArgs),
+    /// A provenance report for an artifact: every entry for its digest, with the signer, the
+    /// checkpoint it is proven into and each check as pass, fail or not-checked.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -169,6 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit::audit(&client, &verifier, &args).await,
         Command::Monitor(args) => audit::monitor(&client, &verifier, witnesses, &args).await,
         Command::Search(args) => search::search(&client, &verifier, &args).await,
+        Command::AuditSearchIndex(args) => {
+            search::audit_search_index(&client, &verifier, &args).await
+        }
+        Command::Report(args) => report::report(&client, &verifier, &args).await,
     }
 }
 

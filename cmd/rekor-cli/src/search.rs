@@ -68,10 +68,10 @@ pub(crate) async fn search(
         .with_context(|| format!("searching for {term}"))?;
     let size = results.checkpoint.as_ref().map_or(0, |c| c.size().get());
     if args.require_complete
-        && let Completeness::Unchecked { reason } = &results.completeness
+        && let Some(reason) = incomplete(&results.completeness)
     {
         return Err(rekor_client::Error::SearchAnswer {
-            reason: format!("--require-complete: completeness could not be checked: {reason}"),
+            reason: format!("--require-complete: {reason}"),
         }
         .into());
     }
@@ -96,27 +96,43 @@ pub(crate) async fn search(
     for entry in &results.entries {
         text.push_str(&format!("{}\t{}\n", entry.index, entry.body.kind()));
     }
-    text.push_str(&match &results.completeness {
-        Completeness::Proven {
-            size: committed, ..
-        } => format!(
-            "complete: the log's signed index commitment shows no entry below {committed} was left out\n"
+    text.push_str(&match incomplete(&results.completeness) {
+        None => format!(
+            "complete: no entry of the tree of {size} that carries the term was left out (the log's signed index commitment, and the entries after it read here)\n"
         ),
-        Completeness::Unchecked { reason } => format!("completeness not checked: {reason}\n"),
+        Some(reason) => format!("completeness not proven: {reason}\n"),
     });
     util::say(text.trim_end())
 }
 
-/// The JSON form of a completeness result, shared with `report`.
+/// Why an answer is not proven complete for its whole tree, if it is not.
+pub(crate) fn incomplete(completeness: &Completeness) -> Option<String> {
+    match completeness {
+        Completeness::Proven {
+            size,
+            committed,
+            checkpoint_size,
+            ..
+        } if size < checkpoint_size => Some(format!(
+            "proven complete for the first {size} entries of {checkpoint_size} only (the log's commitment covers {committed})"
+        )),
+        Completeness::Proven { .. } => None,
+        Completeness::Unchecked { reason } => Some(format!("not checked: {reason}")),
+    }
+}
+
+/// The JSON form of a completeness result.
 pub(crate) fn completeness_json(completeness: &Completeness) -> serde_json::Value {
     match completeness {
         Completeness::Proven {
             size,
+            committed,
             checkpoint_size,
             commitment,
         } => serde_json::json!({
-            "result": "proven",
-            "committedSize": size.to_string(),
+            "result": if size == checkpoint_size { "proven" } else { "partial" },
+            "provenSize": size.to_string(),
+            "committedSize": committed.to_string(),
             "checkpointSize": checkpoint_size.to_string(),
             "commitment": commitment,
         }),
@@ -124,4 +140,42 @@ pub(crate) fn completeness_json(completeness: &Completeness) -> serde_json::Valu
             serde_json::json!({"result": "unchecked", "reason": reason})
         }
     }
+}
+
+/// `audit-search-index` flags.
+#[derive(Args, Debug)]
+pub(crate) struct AuditSearchIndexArgs {
+    /// Print JSON: `{"committedSize", "postings", "bucketBits", "checkpointSize"}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `audit-search-index`: rebuilds the log's latest search-index commitment from its
+/// entries (see `rekor_client::Client::audit_search_commitment`).
+pub(crate) async fn audit_search_index(
+    client: &Client,
+    verifier: &LogVerifier,
+    args: &AuditSearchIndexArgs,
+) -> anyhow::Result<()> {
+    let audit = client
+        .audit_search_commitment(verifier)
+        .await
+        .context("auditing the search-index commitment")?;
+    if args.json {
+        let json = serde_json::json!({
+            "committedSize": audit.size.to_string(),
+            "postings": audit.postings.to_string(),
+            "bucketBits": audit.bucket_bits,
+            "checkpointSize": audit.checkpoint_size.to_string(),
+        });
+        return util::say(&serde_json::to_string_pretty(&json)?);
+    }
+    util::say(&format!(
+        "the signed search-index commitment for the first {} entries is the index of the log's entries \
+         ({} postings in {} buckets; the tree is a prefix of the checkpoint of {})",
+        audit.size,
+        audit.postings,
+        1u64 << audit.bucket_bits,
+        audit.checkpoint_size
+    ))
 }

@@ -54,7 +54,7 @@ pub(crate) fn one_line(error: &anyhow::Error) -> String {
 pub(crate) fn is_verification_failure(error: &anyhow::Error) -> bool {
     if error
         .chain()
-        .any(|c| c.is::<crate::witnessed::QuorumMissing>())
+        .any(|c| c.is::<crate::witnessed::QuorumMissing>() || c.is::<crate::report::ReportFailed>())
     {
         return true;
     }

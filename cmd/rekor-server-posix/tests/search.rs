@@ -226,9 +226,13 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
     // What the test logged, and so the postings the index must hold: a digest and a key each.
     let mut postings = std::collections::BTreeSet::new();
     let mut digests = Vec::new();
+    let mut first_artifact = Vec::new();
     for n in 0..12usize {
         let signer = if n % 3 == 0 { &bob } else { &alice };
         let data = artifact("completeness", n % 5)?;
+        if n == 0 {
+            first_artifact.clone_from(&data);
+        }
         let entry = log.http.create_entry(&signer.hashed_rekord(&data)?).await?;
         let digest = format!("sha256:{}", hex(&Sha256::digest(&data)));
         let key = format!("sha256:{}", hex(&Sha256::digest(signer.public_key_der())));
@@ -281,7 +285,9 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
         let term = rekor_entries::search::SearchTerm::digest(digest)?;
         let results = client.search(&log.trust.verifier, &term, 2).await?;
         match &results.completeness {
-            rekor_client::Completeness::Proven { size, .. } => ensure!(*size == 12),
+            rekor_client::Completeness::Proven {
+                size, committed, ..
+            } => ensure!(*size == 12 && *committed == 12),
             other => anyhow::bail!("{digest}: {other:?}"),
         }
         let want = postings
@@ -304,6 +310,48 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
         .expect_status(400)?;
     log.stop().await?;
 
+    // A commitment older than the checkpoint: the entries after it are read and checked.
+    let hourly = ServerConfig::new(
+        env!("CARGO_BIN_EXE_rekor-server-posix"),
+        dir.path().join("log"),
+    )
+    .with_args(["--search-index", "--search-commitment-interval", "1h"]);
+    let log = TestLog::start(&hourly).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log.http.get(&path).await?.status != 200 {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no commitment after a restart"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for _ in 0..3 {
+        log.http
+            .create_entry(&alice.hashed_rekord(&first_artifact)?)
+            .await?;
+    }
+    let client = rekor_client::Client::new(
+        &format!("http://{}", log.http.address()),
+        rekor_client::ClientOptions::default(),
+    )?;
+    let term = rekor_entries::search::SearchTerm::digest(&digests[0])?;
+    let results = client.search(&log.trust.verifier, &term, 10).await?;
+    let before = postings
+        .iter()
+        .filter(|(p, _)| *p == term_prefix(1, &digests[0]))
+        .count();
+    ensure!(results.entries.len() == before + 3, "{before}");
+    match results.completeness {
+        rekor_client::Completeness::Proven {
+            size: 15,
+            committed: 12,
+            checkpoint_size: 15,
+            ..
+        } => {}
+        other => anyhow::bail!("after the commitment: {other:?}"),
+    }
+    log.stop().await?;
+
     // With commitments off: 501, and the client says completeness was not checked.
     let off = ServerConfig::new(
         env!("CARGO_BIN_EXE_rekor-server-posix"),
@@ -321,6 +369,164 @@ async fn searches_are_proven_complete_by_the_signed_index_commitment() -> anyhow
     ensure!(matches!(
         results.completeness,
         rekor_client::Completeness::Unchecked { .. }
+    ));
+    log.stop().await?;
+    Ok(())
+}
+
+/// A proxy in front of the log that serves `forged` as every completeness answer and forwards
+/// everything else.
+async fn forging_proxy(
+    upstream: std::net::SocketAddr,
+    forged: String,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let upstream = rekor_testkit::HttpClient::new(upstream)?;
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let upstream = upstream.clone();
+        let forged = forged.clone();
+        async move {
+            use axum::response::IntoResponse as _;
+            if uri.path() == "/api/v2/search/completeness" {
+                return (axum::http::StatusCode::OK, forged).into_response();
+            }
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            match upstream.get(path).await {
+                Ok(reply) => (
+                    axum::http::StatusCode::from_u16(reply.status)
+                        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                    reply.body,
+                )
+                    .into_response(),
+                Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+/// A commitment signed with the log's own key that leaves out one entry's digest posting (a
+/// dishonest index) is caught by a search, which finds the entry anyway, and by rebuilding
+/// the index from the log; the honest one passes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commitment_that_leaves_an_entry_out_is_caught() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    use rekor_entries::search::SearchTerm;
+    use rekor_entries::search::commitment::{
+        BucketTree, IndexCommitment, bucket_bits_for, bucket_of, encode_posting,
+        term_prefix as prefix_of,
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    let dir = tempfile::tempdir()?;
+    let key_path = dir.path().join("signer.pem");
+    rekor_testkit::fixtures::write_log_key(&key_path, rekor_testkit::process::DEFAULT_HOSTNAME)?;
+    let mut config = ServerConfig::new(
+        env!("CARGO_BIN_EXE_rekor-server-posix"),
+        dir.path().join("log"),
+    )
+    .with_args(["--search-index", "--search-commitment-interval", "200ms"]);
+    config.signer_file = Some(key_path.clone());
+    let log = TestLog::start(&config).await?;
+    let alice = ClientKey::generate(KeyKind::EcdsaP256)?;
+    let mut postings = std::collections::BTreeSet::new();
+    let mut terms = Vec::new();
+    for n in 0..5usize {
+        let data = artifact("left out", n % 2)?;
+        let entry = log.http.create_entry(&alice.hashed_rekord(&data)?).await?;
+        let digest = SearchTerm::digest(&format!("sha256:{}", hex(&Sha256::digest(&data))))?;
+        let key = SearchTerm::key(&format!(
+            "sha256:{}",
+            hex(&Sha256::digest(alice.public_key_der()))
+        ))?;
+        postings.insert((prefix_of(&digest), entry.log_index));
+        postings.insert((prefix_of(&key), entry.log_index));
+        terms.push((digest, entry.log_index));
+    }
+    let honest = rekor_client::Client::new(
+        &format!("http://{}", log.http.address()),
+        rekor_client::ClientOptions::default(),
+    )?;
+    // Wait (bounded) for the honest commitment to all 5, then audit it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let audit = loop {
+        match honest.audit_search_commitment(&log.trust.verifier).await {
+            Ok(audit) if audit.size == 5 => break audit,
+            _ => {}
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no commitment to size 5"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    ensure!(audit.postings == postings.len() as u64);
+
+    // The forgery: entry 2's digest posting dropped, the root recomputed and signed.
+    let (term, omitted) = terms[2].clone();
+    postings.remove(&(prefix_of(&term), omitted));
+    let bits = bucket_bits_for(5);
+    let tree = BucketTree::from_postings(bits, postings.iter().copied())?;
+    let checkpoint = honest.checkpoint(&log.trust.verifier).await?;
+    let statement = IndexCommitment {
+        origin: log.trust.origin.clone(),
+        log_size: 5,
+        log_root: checkpoint.root(),
+        bucket_bits: bits,
+        index_root: tree.root(),
+        postings: postings.len() as u64,
+    };
+    let signer = rekor_note::LogSigner::from_pem(
+        &std::fs::read(&key_path)?,
+        None,
+        rekor_note::KeyName::new(&log.trust.origin)?,
+    )?;
+    let note = rekor_note::sign_note(&statement.to_text(), &[&signer])?.to_bytes();
+    let bucket = bucket_of(prefix_of(&term), bits);
+    let content: Vec<u8> = postings
+        .iter()
+        .filter(|(p, _)| bucket_of(*p, bits) == bucket)
+        .flat_map(|(p, i)| encode_posting(*p, *i))
+        .collect();
+    let forged = serde_json::json!({
+        "commitment": String::from_utf8(note)?,
+        "bucket": bucket,
+        "postings": b64.encode(&content),
+        "proof": tree.proof(bucket).iter().map(|h| b64.encode(h.0)).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let proxy = forging_proxy(log.http.address(), forged).await?;
+    let fooled = rekor_client::Client::new(
+        &format!("http://{proxy}"),
+        rekor_client::ClientOptions::default(),
+    )?;
+    // The honest search through the proxy returns entry 2, which the forgery does not list.
+    let error = fooled
+        .search(&log.trust.verifier, &term, 10)
+        .await
+        .expect_err("a commitment that leaves out an entry the answer holds");
+    ensure!(
+        error.is_verification_failure() && error.to_string().contains("does not list it"),
+        "{error}"
+    );
+    let error = fooled
+        .audit_search_commitment(&log.trust.verifier)
+        .await
+        .expect_err("a commitment that is not the log's index");
+    ensure!(
+        error.is_verification_failure()
+            && error
+                .to_string()
+                .contains("is not the index of the log's entries"),
+        "{error}"
+    );
+    // The honest log still passes.
+    let results = honest.search(&log.trust.verifier, &term, 10).await?;
+    ensure!(matches!(
+        results.completeness,
+        rekor_client::Completeness::Proven { size: 5, .. }
     ));
     log.stop().await?;
     Ok(())

@@ -16,7 +16,9 @@
 //! - [`Client::audit`]: every bundle and tile, recomputed from the entries up to the root;
 //!   resumable through [`AuditState`];
 //! - [`Client::monitor_step`]: follow the checkpoints and prove each extends the last
-//!   ([`MonitorState`]).
+//!   ([`MonitorState`]);
+//! - [`Client::search`]: every entry carrying a digest, key or identity, each proven;
+//!   [`Client::search_page_unverified`] shows an answer it rejected, as served.
 //!
 //! Trust anchors are loaded by [`verifier_from_public_key`], [`verifier_from_vkey`] and
 //! [`verifier_from_trusted_root`]. All errors are one [`Error`] enum.
@@ -58,6 +60,7 @@ mod http;
 mod monitor;
 mod proof;
 mod search;
+mod search_unverified;
 mod trust;
 mod verify;
 
@@ -67,7 +70,8 @@ pub use error::{Error, Result};
 pub use http::{Client, ClientOptions, LOG_INDEX_HEADER};
 pub use monitor::{MonitorEvent, MonitorState};
 pub use proof::LogEntry;
-pub use search::{Completeness, SearchResults};
+pub use search::{CommitmentAudit, Completeness, MAX_TAIL_SCAN, SearchResults};
+pub use search_unverified::UnverifiedSearchPage;
 pub use trust::{
     bundle_from_json, entry_from_json, origin_of_url, pem_or_der, verifier_from_public_key,
     verifier_from_trusted_root, verifier_from_vkey,

@@ -78,7 +78,7 @@ impl LogEntry {
 
 impl Client {
     /// Runs `compute` on a recorder and fetches every tile it asked for.
-    async fn preload<T>(
+    pub(crate) async fn preload<T>(
         &self,
         compute: impl FnOnce(&TileRecorder) -> Result<T, ProofError>,
     ) -> Result<TileMap> {

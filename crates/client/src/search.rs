@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rekor_entries::search::commitment::{IndexCommitment, verify_bucket};
 use rekor_entries::search::{SearchTerm, search_terms};
-use rekor_note::{LogVerifier, NoteVerifier as _};
+use rekor_note::LogVerifier;
 use rekor_tlog::{Hash, TreeSize, empty_root};
 use serde::Deserialize;
 
@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::http::Client;
 use crate::trust::entry_from_json;
 use crate::verify::{VerifiedEntry, verify_entry};
+
+/// The most entries after a commitment's size that a search reads to prove them complete too.
+pub const MAX_TAIL_SCAN: u64 = 64 * 1024;
 
 /// The largest search page answer accepted.
 const MAX_SEARCH_RESPONSE: usize = 64 << 20;
@@ -41,12 +44,17 @@ pub struct SearchResults {
 /// Whether a search's answer was shown complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completeness {
-    /// The log's signed commitment to its index, for its first `size` entries, lists every
-    /// entry among them that may carry the term, and each that does is in the answer. Entries
-    /// from `size` to the checkpoint's size are proven included, not complete.
+    /// The log's signed commitment to its index, for its first `committed` entries, lists
+    /// every entry among them that may carry the term, and each that does is in the answer;
+    /// the entries after it, up to `size`, were read from the log and checked. Entries from
+    /// `size` to the checkpoint's size are proven included, not complete.
     Proven {
-        /// The log size the commitment covers.
+        /// How many of the log's first entries the answer is proven complete for: the
+        /// checkpoint's size when the entries after the commitment were read and checked too
+        /// (up to [`MAX_TAIL_SCAN`] of them), else the commitment's.
         size: u64,
+        /// The log size the commitment covers.
+        committed: u64,
         /// The size of the checkpoint the answer was checked against.
         checkpoint_size: u64,
         /// The signed commitment note.
@@ -57,6 +65,34 @@ pub enum Completeness {
         /// Why.
         reason: String,
     },
+}
+
+/// What [`Client::audit_search_commitment`] rebuilt and found equal to the signed commitment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitmentAudit {
+    /// The log size the commitment covers.
+    pub size: u64,
+    /// The postings of its entries.
+    pub postings: u64,
+    /// Its bucket bits.
+    pub bucket_bits: u8,
+    /// The size of the checkpoint its tree was proven a prefix of.
+    pub checkpoint_size: u64,
+}
+
+/// Opens a search-index commitment note signed by the log's key, for the log's origin.
+fn open_commitment(note: &str, verifier: &LogVerifier) -> Result<IndexCommitment> {
+    let (note, _) = rekor_note::open_note(note.as_bytes(), &[verifier])
+        .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+    let statement = IndexCommitment::parse(note.text())
+        .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
+    if statement.origin != verifier.name().as_str() {
+        return Err(rejected(format!(
+            "the search-index commitment is for {:?}",
+            statement.origin
+        )));
+    }
+    Ok(statement)
 }
 
 #[derive(Deserialize)]
@@ -89,7 +125,8 @@ fn rejected(reason: impl Into<String>) -> Error {
     }
 }
 
-fn percent_encode(value: &str) -> String {
+/// Percent-encodes a query value (RFC 3986 unreserved characters and `:` pass through).
+pub(crate) fn percent_encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
@@ -224,16 +261,7 @@ impl Client {
         };
         let answer: CompletenessAnswer = serde_json::from_slice(&body)
             .map_err(|e| rejected(format!("not a completeness answer: {e}")))?;
-        let (note, _) = rekor_note::open_note(answer.commitment.as_bytes(), &[verifier])
-            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
-        let statement = IndexCommitment::parse(note.text())
-            .map_err(|e| rejected(format!("the search-index commitment: {e}")))?;
-        if statement.origin != verifier.name().as_str() {
-            return Err(rejected(format!(
-                "the search-index commitment is for {:?}",
-                statement.origin
-            )));
-        }
+        let statement = open_commitment(&answer.commitment, verifier)?;
         let content = STANDARD
             .decode(&answer.postings)
             .map_err(|e| rejected(format!("the bucket's postings: {e}")))?;
@@ -257,6 +285,108 @@ impl Client {
         }))
     }
 
+    /// The log's tree of `size` entries, proven a prefix of `checkpoint` from the tiles, must
+    /// have the root the commitment states.
+    async fn check_committed_tree(
+        &self,
+        statement: &IndexCommitment,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<()> {
+        let size = statement.log_size;
+        let root = if size == 0 {
+            empty_root()
+        } else {
+            self.prove_extends_size(TreeSize::new(size), checkpoint)
+                .await?
+                .0
+        };
+        if root != statement.log_root {
+            return Err(rejected(format!(
+                "the search-index commitment's root of the first {size} entries is not the log's"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the log's latest search-index commitment from the log itself: every entry of
+    /// the committed tree is read from the bundles, checked against the tree's root (proven a
+    /// prefix of the current checkpoint), and the postings of its terms are folded into an
+    /// index root, which must be the one the log signed. This is what shows a commitment is
+    /// the index the log implies; it reads the whole committed tree and holds its postings
+    /// in memory (16 bytes each).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Status`] if the log offers no commitment; [`Error::SearchAnswer`] naming what
+    /// disagrees; the tile and bundle errors of the reads.
+    pub async fn audit_search_commitment(&self, verifier: &LogVerifier) -> Result<CommitmentAudit> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        use rekor_entries::search::commitment::{BucketTree, prefix_of_key};
+        use rekor_tlog::{TreeBuilder, bundle_ids_for_size, leaf_hash};
+
+        // Any term's answer carries the commitment; this one names no entry.
+        let path = format!("search/completeness?digest=sha256:{}", "00".repeat(32));
+        let body = self.get(&path, MAX_SEARCH_RESPONSE).await?;
+        let answer: CompletenessAnswer = serde_json::from_slice(&body)
+            .map_err(|e| rejected(format!("not a completeness answer: {e}")))?;
+        let statement = open_commitment(&answer.commitment, verifier)?;
+        let checkpoint = self.checkpoint(verifier).await?;
+        if statement.log_size > checkpoint.size().get() {
+            return Err(rejected(format!(
+                "the commitment covers {} entries, more than the checkpoint's {}",
+                statement.log_size,
+                checkpoint.size().get()
+            )));
+        }
+        self.check_committed_tree(&statement, &checkpoint).await?;
+
+        let size = TreeSize::new(statement.log_size);
+        let mut tree = TreeBuilder::new();
+        let mut postings: Vec<(u64, u64)> = Vec::new();
+        let mut bundles = futures::stream::iter(bundle_ids_for_size(size))
+            .map(|id| self.bundle(id))
+            .buffered(self.options().concurrency.max(1));
+        let mut index = 0u64;
+        while let Some(entries) = bundles.try_next().await? {
+            let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+            tree.append(&leaves);
+            for entry in &entries {
+                postings.extend(
+                    search_terms(entry)
+                        .iter()
+                        .map(|t| (prefix_of_key(&t.index_key()), index)),
+                );
+                index += 1;
+            }
+        }
+        if tree.root() != statement.log_root {
+            return Err(rejected(
+                "the entry bundles do not hash to the committed tree's root",
+            ));
+        }
+        postings.sort_unstable();
+        postings.dedup();
+        let count = u64::try_from(postings.len()).unwrap_or(u64::MAX);
+        let rebuilt = BucketTree::from_postings(statement.bucket_bits, postings)
+            .map_err(|e| rejected(e.to_string()))?;
+        if rebuilt.root() != statement.index_root || count != statement.postings {
+            return Err(rejected(format!(
+                "the signed search-index commitment for {} entries is not the index of the log's entries \
+                 (rebuilt {count} postings, root {}; signed {} postings, root {})",
+                statement.log_size,
+                rebuilt.root(),
+                statement.postings,
+                statement.index_root
+            )));
+        }
+        Ok(CommitmentAudit {
+            size: statement.log_size,
+            postings: count,
+            bucket_bits: statement.bucket_bits,
+            checkpoint_size: checkpoint.size().get(),
+        })
+    }
+
     /// Checks the answer against the commitment: its tree is the log's, every returned entry
     /// it covers is listed, and every listed entry not returned does not carry the term.
     async fn check_complete(
@@ -277,18 +407,8 @@ impl Client {
                 ),
             });
         }
-        let root = if size == 0 {
-            empty_root()
-        } else {
-            self.prove_extends_size(TreeSize::new(size), checkpoint)
-                .await?
-                .0
-        };
-        if root != commitment.statement.log_root {
-            return Err(rejected(format!(
-                "the search-index commitment's root of the first {size} entries is not the log's"
-            )));
-        }
+        self.check_committed_tree(&commitment.statement, checkpoint)
+            .await?;
         let returned: BTreeSet<u64> = results
             .entries
             .iter()
@@ -309,10 +429,93 @@ impl Client {
                 )));
             }
         }
+        // The entries after the commitment, read and checked here.
+        let end = checkpoint.size().get();
+        let mut proven = size;
+        if end - size <= MAX_TAIL_SCAN {
+            match self
+                .scan_tail(term, size, commitment.statement.log_root, checkpoint)
+                .await
+            {
+                Ok(carrying) => {
+                    let returned: BTreeSet<u64> = results
+                        .entries
+                        .iter()
+                        .map(|e| e.index)
+                        .filter(|i| *i >= size)
+                        .collect();
+                    if let Some(index) = carrying.difference(&returned).next() {
+                        return Err(rejected(format!(
+                            "the answer leaves out entry {index}, which carries {term}"
+                        )));
+                    }
+                    proven = end;
+                }
+                // A partial tile or bundle superseded since: the tail stays unproven.
+                Err(Error::NotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
         Ok(Completeness::Proven {
-            size,
-            checkpoint_size: checkpoint.size().get(),
+            size: proven,
+            committed: size,
+            checkpoint_size: end,
             commitment: commitment.note,
         })
+    }
+
+    /// The indices of entries from `from` to the checkpoint that carry `term`, read from the
+    /// bundles and checked: their leaves, appended to the tree of `from` entries (whose root
+    /// `from_root` is already proven), must give the checkpoint's root.
+    async fn scan_tail(
+        &self,
+        term: &SearchTerm,
+        from: u64,
+        from_root: Hash,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<BTreeSet<u64>> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        use rekor_tlog::{TreeBuilder, bundle_ids_for_size, leaf_hash};
+
+        let mut carrying = BTreeSet::new();
+        let start = TreeSize::new(from);
+        let tiles = self
+            .preload(|reader| TreeBuilder::resume(start, reader).map(|_| ()))
+            .await?;
+        let mut tree =
+            TreeBuilder::resume(start, &tiles).map_err(|source| Error::Proof { source })?;
+        if tree.root() != from_root {
+            return Err(rejected(format!(
+                "the log's edge tiles at {from} do not give the committed tree's root"
+            )));
+        }
+        let first_bundle = from >> 8;
+        let ids: Vec<_> = bundle_ids_for_size(checkpoint.size())
+            .into_iter()
+            .filter(|id| id.index.get() >= first_bundle)
+            .collect();
+        let mut bundles = futures::stream::iter(ids)
+            .map(|id| async move { self.bundle(id).await.map(|entries| (id, entries)) })
+            .buffered(self.options().concurrency.max(1));
+        while let Some((id, entries)) = bundles.try_next().await? {
+            let base = id.index.get() << 8;
+            let mut leaves = Vec::with_capacity(entries.len());
+            for (index, entry) in (base..).zip(&entries) {
+                if index < from {
+                    continue;
+                }
+                leaves.push(leaf_hash(entry));
+                if search_terms(entry).contains(term) {
+                    carrying.insert(index);
+                }
+            }
+            tree.append(&leaves);
+        }
+        if tree.root() != checkpoint.root() {
+            return Err(rejected(format!(
+                "the entry bundles from {from} on do not give the checkpoint's root"
+            )));
+        }
+        Ok(carrying)
     }
 }

@@ -316,6 +316,18 @@ pub fn search_terms(entry: &[u8]) -> Vec<SearchTerm> {
     terms
 }
 
+/// The terms a verifier certificate (DER) contributes to its entry: the SHA-256 of its
+/// SubjectPublicKeyInfo as a [`TermKind::Key`], and each e-mail and URI subject alternative name
+/// as a [`TermKind::Identity`], in certificate order. A certificate that does not parse has none.
+/// This is what `search_terms` takes from each certificate, for naming a signer exactly as the
+/// index knows it.
+#[must_use]
+pub fn certificate_search_terms(der: &[u8]) -> Vec<SearchTerm> {
+    let mut terms = Vec::new();
+    certificate_terms(der, &mut terms);
+    terms
+}
+
 fn certificate_terms(der: &[u8], terms: &mut Vec<SearchTerm>) {
     let Ok(cert) = x509_cert::Certificate::from_der(der) else {
         return;

@@ -248,6 +248,12 @@ impl LogVerifier {
         }
     }
 
+    /// The key's name, which is the origin of the checkpoints it verifies.
+    #[must_use]
+    pub fn name(&self) -> &KeyName {
+        &self.name
+    }
+
     /// The full 32-byte log ID (`TransparencyLogEntry.logId.keyId`, TrustedRoot
     /// `tlogs[].logId.keyId`).
     #[must_use]

@@ -367,3 +367,122 @@ pub async fn expect_frozen(log: &TestLog, submission: &Submission) -> Result<()>
         )),
     }
 }
+
+/// Search on a shared backend: two frontends started with `--search-index` (and commitments
+/// every 200 ms) index one log into one shared index. Entries written through either are
+/// found through both, each checked by this crate's verifier against its submission, and
+/// both come to sign a commitment to the whole tree.
+///
+/// # Errors
+///
+/// The first check that fails.
+pub async fn shared_search_suite(config: &crate::ServerConfig) -> Result<()> {
+    use sha2::{Digest as _, Sha256};
+
+    let config =
+        config
+            .clone()
+            .with_args(["--search-index", "--search-commitment-interval", "200ms"]);
+    let frontends = [
+        TestLog::start(&config).await?,
+        TestLog::start(&config).await?,
+    ];
+    let alice = ClientKey::generate(KeyKind::EcdsaP256)?;
+    let bob = ClientKey::generate(KeyKind::EcdsaP256)?;
+    let shared = artifact("shared search", 0)?;
+    let mut alices = Vec::new();
+    let mut shared_entries = Vec::new();
+    for n in 0..4 {
+        let frontend = &frontends[n % 2];
+        let submission = alice.hashed_rekord(&artifact("alice search", n)?)?;
+        let entry = frontend.http.create_entry(&submission).await?;
+        alices.push((entry.log_index, submission));
+    }
+    for (n, key) in [&alice, &bob].into_iter().enumerate() {
+        let submission = key.hashed_rekord(&shared)?;
+        let entry = frontends[n].http.create_entry(&submission).await?;
+        shared_entries.push((entry.log_index, submission));
+    }
+    alices.push(shared_entries[0].clone());
+    alices.sort_by_key(|(index, _)| *index);
+    let size = 6;
+
+    let alice_key = format!(
+        "key=sha256:{}",
+        hex::encode(Sha256::digest(alice.public_key_der()))
+    );
+    let digest = format!("digest=sha256:{}", hex::encode(Sha256::digest(&shared)));
+    for frontend in &frontends {
+        for (query, want) in [(&alice_key, &alices), (&digest, &shared_entries)] {
+            let found = search_until(frontend, query, size).await?;
+            let indices: Vec<u64> = found.iter().map(|e| e.log_index).collect();
+            let expected: Vec<u64> = want.iter().map(|(index, _)| *index).collect();
+            ensure_eq(format!("entries for {query}"), expected, indices)?;
+            for (entry, (_, submission)) in found.iter().zip(want.iter()) {
+                verify_entry(&frontend.trust, submission, entry)?;
+            }
+        }
+        // A signed commitment to the whole tree, from each frontend.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let reply = frontend
+                .http
+                .get(&format!("/api/v2/search/completeness?{digest}"))
+                .await?;
+            let committed = reply.status == 200
+                && reply.json()?["commitment"]
+                    .as_str()
+                    .is_some_and(|c| c.contains(&format!("/search-index/v1\n{size}\n")));
+            if committed {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::mismatch(
+                    "search-index commitment",
+                    format!("one for size {size}"),
+                    format!("HTTP {} after 30 s", reply.status),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for frontend in frontends {
+        frontend.stop().await?;
+    }
+    Ok(())
+}
+
+/// The entries of a search once its checkpoint has `size` entries (a frontend may serve an
+/// older checkpoint for a moment), each with its proof to the answer's checkpoint.
+async fn search_until(log: &TestLog, query: &str, size: u64) -> Result<Vec<crate::LogEntry>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = log
+            .http
+            .get(&format!("/api/v2/search?{query}&pageSize=100"))
+            .await?
+            .expect_status(200)?
+            .json()?;
+        let checkpoint = answer["checkpoint"].as_str().unwrap_or_default();
+        let entries = answer["entries"].as_array().cloned().unwrap_or_default();
+        let parsed = entries
+            .iter()
+            .map(crate::LogEntry::from_protojson)
+            .collect::<Result<Vec<_>>>()?;
+        let tree_size = |e: &crate::LogEntry| e.proof.as_ref().map_or(0, |p| p.tree_size);
+        if parsed.iter().any(|e| tree_size(e) != size) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        for (entry, value) in parsed.iter().zip(&entries) {
+            let envelope = value["inclusionProof"]["checkpoint"]["envelope"].as_str();
+            ensure_eq(
+                "the checkpoint an entry is proven into",
+                Some(checkpoint),
+                envelope,
+            )?;
+            ensure_eq("the size of the tree searched", size, tree_size(entry))?;
+        }
+        return Ok(parsed);
+    }
+}

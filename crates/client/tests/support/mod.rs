@@ -69,11 +69,31 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// Starts a server on `dir` (created if needed); its key is generated in `dir` once.
     pub(crate) async fn start(dir: &Path, read_only: bool) -> anyhow::Result<TestServer> {
+        Self::start_with(dir, read_only, false).await
+    }
+
+    /// Starts a writable server on `dir` with `--search-index` (the index in `.rekor/search/`).
+    pub(crate) async fn start_searchable(dir: &Path) -> anyhow::Result<TestServer> {
+        Self::start_with(dir, false, true).await
+    }
+
+    async fn start_with(dir: &Path, read_only: bool, search: bool) -> anyhow::Result<TestServer> {
         let backend = PosixBackend::open(dir).context("opening the log directory")?;
+        let search_index = match search {
+            true => Some(Arc::new(
+                backend
+                    .open_search_index()
+                    .context("opening the search index")?,
+            ) as _),
+            false => None,
+        };
+        let mut args = server_args(read_only);
+        args.search_index = search;
         let server = rekor_server::start(
-            server_args(read_only),
+            args,
             Backend {
                 generated_key_dir: Some(dir.to_path_buf()),
+                search_index,
                 ..Backend::new(backend.storage, backend.coordinator)
             },
         )
