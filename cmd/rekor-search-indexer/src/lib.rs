@@ -37,7 +37,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rekor_note::{LogVerifier, NoteVerifier as _};
+use rekor_note::LogVerifier;
 use rekor_server::config::parse_duration;
 use rekor_storage::posix::PosixSearchIndex;
 use tokio_util::sync::CancellationToken;
