@@ -307,7 +307,7 @@ async fn tampered_search_answers_are_refused() -> anyhow::Result<()> {
                 let mut switched = false;
                 Tamper::route(move |target| {
                     let upstream = usize::from(switched);
-                    switched |= target.starts_with("/api/v2/search");
+                    switched |= target.starts_with("/api/v2/search?");
                     upstream
                 })
             },

@@ -146,7 +146,8 @@ async fn forward_to_upstream(shared: &Shared, request: Request) -> anyhow::Resul
     let status = answer.status();
     let headers = answer.headers().clone();
     let mut bytes = answer.bytes().await?;
-    if status == StatusCode::OK && target.starts_with("/api/v2/search") {
+    // Search pages only: the completeness answer (`/api/v2/search/completeness`) passes.
+    if status == StatusCode::OK && target.starts_with("/api/v2/search?") {
         let query = target.split_once('?').map_or("", |(_, q)| q);
         let value: Value = serde_json::from_slice(&bytes).context("a search answer")?;
         let value = (shared.tamper().rewrite)(query, value);
