@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use rekor_entries::search::{SearchTerm, search_terms};
 use rekor_storage::{SearchIndex, Storage};
 use rekor_tlog::{
-    Hash, LeafIndex, TileRecorder, TreeSize, bundle_for_leaf, inclusion_proof, leaf_hash,
-    verify_inclusion,
+    BundleId, Hash, LeafIndex, Prover, TileRecorder, TreeSize, bundle_for_leaf, inclusion_proof,
+    leaf_hash, verify_inclusion,
 };
 
 use crate::error::{Result, SearchError};
@@ -90,6 +91,7 @@ pub async fn search(
         let Some(&last) = candidates.last() else {
             break;
         };
+        bundles.prefetch(&candidates).await?;
         for candidate in candidates {
             let body = bundles.entry(candidate).await?;
             if search_terms(&body).contains(term) {
@@ -120,6 +122,10 @@ pub async fn search(
     })
 }
 
+/// Storage reads a search keeps in flight at once (bundles, then tiles): each is a blocking
+/// file read on POSIX, so one after another they would wait on each other's hand-offs.
+pub(crate) const READS_IN_FLIGHT: usize = 8;
+
 /// Proves each entry into `tree` from the tiles, and verifies each proof.
 async fn prove(
     storage: &dyn Storage,
@@ -133,6 +139,9 @@ async fn prove(
         let _ = inclusion_proof(LeafIndex::new(*index), size, &recorder);
     }
     let tiles = read_tiles(storage, recorder.into_tile_ids()).await?;
+    // One prover for the page: it hashes each tile's inner nodes once, and the entries share
+    // their upper tiles.
+    let mut prover = Prover::new(size, &tiles);
     found
         .into_iter()
         .map(|(index, body)| {
@@ -142,7 +151,7 @@ async fn prove(
                 size: tree.size,
                 source,
             };
-            let proof = inclusion_proof(leaf, size, &tiles).map_err(failed)?;
+            let proof = prover.inclusion_proof(leaf).map_err(failed)?;
             verify_inclusion(&leaf_hash(&body), leaf, size, &proof, &tree.root).map_err(failed)?;
             Ok(FoundEntry { index, body, proof })
         })
@@ -165,16 +174,43 @@ impl<'a> Bundles<'a> {
         }
     }
 
-    async fn entry(&mut self, index: u64) -> Result<Bytes> {
-        let (bundle, position) = bundle_for_leaf(LeafIndex::new(index), TreeSize::new(self.size))
-            .ok_or(SearchError::Proof {
+    fn locate(&self, index: u64) -> Result<(BundleId, usize)> {
+        bundle_for_leaf(LeafIndex::new(index), TreeSize::new(self.size)).ok_or(SearchError::Proof {
             index,
             size: self.size,
             source: rekor_tlog::ProofError::IndexOutOfRange {
                 index,
                 size: self.size,
             },
-        })?;
+        })
+    }
+
+    /// Reads the bundles of `indices` not read yet, several at a time.
+    async fn prefetch(&mut self, indices: &[u64]) -> Result<()> {
+        let mut wanted: Vec<BundleId> = Vec::new();
+        for &index in indices {
+            let (bundle, _) = self.locate(index)?;
+            let base = bundle_base(bundle);
+            if !self.read.contains_key(&base) && wanted.last() != Some(&bundle) {
+                wanted.push(bundle);
+            }
+        }
+        let storage = self.storage;
+        let read: Vec<(u64, Vec<Bytes>)> = futures::stream::iter(wanted)
+            .map(|bundle| async move {
+                read_bundle(storage, bundle)
+                    .await
+                    .map(|entries| (bundle_base(bundle), entries))
+            })
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        self.read.extend(read);
+        Ok(())
+    }
+
+    async fn entry(&mut self, index: u64) -> Result<Bytes> {
+        let (bundle, position) = self.locate(index)?;
         let base = bundle_base(bundle);
         if !self.read.contains_key(&base) {
             let entries = read_bundle(self.storage, bundle).await?;
