@@ -6,7 +6,7 @@
 //!
 //! - entry `i` logs the artifact digest SHA-256(`"rekor-search-bench" ‖ seed ‖ i`), unique;
 //! - its signer is drawn from the pool by a Zipf law over the signers' ranks (or uniformly);
-//! - a signer is an ECDSA P-256 key, given either as a public key or, for a share of the pool,
+//! - a signer is an ECDSA P-256 key (derived from the seed), given either as a public key or, for a share of the pool,
 //!   as an X.509 certificate for that key with one e-mail subject alternative name (shared by
 //!   several certificates, as one person's signing identity is across key rotations);
 //! - the signature is 70 bytes shaped like an ECDSA DER signature but not a real one: indexing
@@ -140,8 +140,7 @@ impl Corpus {
         }
         let mut signers = Vec::with_capacity(spec.keys);
         for k in 0..spec.keys {
-            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING)
-                .map_err(|e| format!("generating key {k}: {e}"))?;
+            let pair = seeded_key(spec.seed, k)?;
             let spki = pair
                 .public_key()
                 .as_der()
@@ -329,6 +328,31 @@ impl Corpus {
     }
 }
 
+/// Signer `k`'s P-256 key, a function of the seed: a rerun on a log built before (`--reuse-log`)
+/// must know the same keys. The private scalar is SHA-256(seed, k, attempt), as an RFC 5915
+/// ECPrivateKey; the rare value at or above the group order is refused and the next one tried.
+fn seeded_key(seed: u64, k: usize) -> Result<EcdsaKeyPair, String> {
+    const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+    for attempt in 0u32..16 {
+        let scalar = sha256(&[
+            b"rekor-search-bench key",
+            &seed.to_be_bytes(),
+            &(k as u64).to_be_bytes(),
+            &attempt.to_be_bytes(),
+        ]);
+        let der = sequence(&[
+            &[0x02, 0x01, 0x01],
+            &tlv(0x04, &scalar),
+            &tlv(0xa0, OID_P256),
+        ]);
+        if let Ok(pair) = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+        {
+            return Ok(pair);
+        }
+    }
+    Err(format!("no usable P-256 scalar for key {k}"))
+}
+
 /// The canonical (RFC 8785) hashedrekord v0.0.2 body, keys in their sorted order.
 fn canonical_body(digest: &[u8], signature: &[u8], verifier_json: &str) -> Vec<u8> {
     format!(
@@ -469,6 +493,25 @@ mod tests {
             assert!(terms.contains(&signer.key));
             assert_eq!(terms.len(), 2 + usize::from(signer.identity.is_some()));
         }
+    }
+
+    #[test]
+    fn keys_are_a_function_of_the_seed() {
+        let a = Corpus::new(&spec(Distribution::Uniform)).unwrap();
+        let b = Corpus::new(&spec(Distribution::Uniform)).unwrap();
+        assert!(
+            a.signers
+                .iter()
+                .zip(&b.signers)
+                .all(|(x, y)| x.key == y.key)
+        );
+        assert_eq!(a.entry(3), b.entry(3));
+        let other = Corpus::new(&CorpusSpec {
+            seed: 8,
+            ..spec(Distribution::Uniform)
+        })
+        .unwrap();
+        assert_ne!(a.signers[0].key, other.signers[0].key);
     }
 
     #[test]
