@@ -48,6 +48,15 @@ bench-smoke:
 bench-scale:
 	CARGO="$(CARGO)" bash bench/run.sh scale
 
+# Opt-in, the search benchmark of issue #20: a log of SEARCH_ENTRIES entries (default 1,000,000;
+# about 600 MB per million under TMPDIR, deleted after) built in-process, its index built from
+# zero, bytes per entry, and GET /api/v2/search p50/p99 over SEARCH_QUERIES queries per class.
+SEARCH_ENTRIES ?= 1000000
+SEARCH_QUERIES ?= 2000
+.PHONY: bench-search
+bench-search:
+	CARGO="$(CARGO)" SEARCH_ENTRIES="$(SEARCH_ENTRIES)" SEARCH_QUERIES="$(SEARCH_QUERIES)" bash bench/run.sh search
+
 # The server alone on core 0, the generator on core 1 (taskset; needs 2 CPUs): writes/s over
 # single-core verify/s, server CPU per entry, the ceiling, p50 at c=256 (see BENCHMARKS.md).
 .PHONY: bench-pinned

@@ -10,6 +10,10 @@
 #                                            failure. For CI.
 #   bench/run.sh scale   (make bench-scale)  SCALE_ENTRIES entries (default 10,000,000): RSS,
 #                                            restart time, bytes per entry beyond the leaf.
+#   bench/run.sh search  (make bench-search) the search benchmark (issue #20): a log of
+#                                            SEARCH_ENTRIES entries built in-process, its search
+#                                            index built from zero (entries/s, CPU), the index's
+#                                            bytes per entry, and GET /api/v2/search latency.
 #   bench/run.sh pinned  (make bench-pinned) the server alone on core 0, the generator on core 1
 #                                            (taskset): single-core P-256 verify/s (openssl on
 #                                            core 0), HTTP writes at c=1024 with the server's CPU
@@ -30,7 +34,9 @@
 # is their median, and so are the tile-read figures), BENCH_CONCURRENCY (1024), BENCH_HALF_SECONDS
 # (12), BENCH_READ_SECONDS (4; one wrk round), SCALE_ENTRIES (10000000),
 # BENCH_KEEP=1 keeps the temp dir. Pinned mode only: BENCH_OPENSSL_SECONDS (5; per openssl phase,
-# sign then verify), BENCH_LOW_CONCURRENCY (256; the latency round).
+# sign then verify), BENCH_LOW_CONCURRENCY (256; the latency round). Search mode only:
+# SEARCH_ENTRIES (1000000), SEARCH_QUERIES (2000 timed per class), SEARCH_ARGS (more flags for
+# rekor-bench-search, e.g. "--distribution uniform"); the log lives in the temp dir under TMPDIR.
 set -euo pipefail
 
 # 1024 connections need more open files than the usual soft limit of 1024, in the generator and
@@ -38,8 +44,8 @@ set -euo pipefail
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 MODE=${1:-full}
-case "$MODE" in full | smoke | scale | pinned) ;; *)
-	echo "usage: $0 [full|smoke|scale|pinned]" >&2
+case "$MODE" in full | smoke | scale | pinned | search) ;; *)
+	echo "usage: $0 [full|smoke|scale|pinned|search]" >&2
 	exit 2
 	;;
 esac
@@ -56,6 +62,8 @@ CONCURRENCY=${BENCH_CONCURRENCY:-1024}
 HALF_SECONDS=${BENCH_HALF_SECONDS:-12}
 READ_SECONDS=${BENCH_READ_SECONDS:-4}
 SCALE_ENTRIES=${SCALE_ENTRIES:-10000000}
+SEARCH_ENTRIES=${SEARCH_ENTRIES:-1000000}
+SEARCH_QUERIES=${SEARCH_QUERIES:-2000}
 OPENSSL_SECONDS=${BENCH_OPENSSL_SECONDS:-5}
 LOW_CONCURRENCY=${BENCH_LOW_CONCURRENCY:-256}
 # Pinned mode: the server (and the ceiling, and openssl) on this core, the generator on the other.
@@ -138,7 +146,7 @@ build() {
 	[ "$PROFILE" = release ] || [ "$PROFILE" = debug ] || die "BENCH_PROFILE must be release or debug"
 	run "$CARGO" build "${flag[@]}" -p rekor-server-posix -p rekor-bench
 	local bin
-	for bin in rekor-server-posix rekor-bench rekor-bench-ceiling; do
+	for bin in rekor-server-posix rekor-bench rekor-bench-ceiling rekor-bench-search; do
 		[ -x "$BIN/$bin" ] || die "binaries missing in $BIN ($bin)"
 	done
 }
@@ -258,6 +266,13 @@ smoke() {
 	start_ceiling
 	load ceiling --http "$CEILING_URL" --requests 100 --concurrency 8 --verify-every 0
 	stop_ceiling
+	passed=$((passed + 1))
+	# The search benchmark's tool, tiny: a 3,000-entry log, its index, 20 queries per class.
+	run "$BIN/rekor-bench-search" --dir "$WORK/search" --entries 3000 --keys 50 --identities 10 \
+		--queries 20 --warmup 2 --server-bin "$BIN/rekor-server-posix" --port "$HTTP_PORT" \
+		--hostname "$HOST" --max-build-seconds 120 --max-index-seconds 120 --max-query-seconds 120 \
+		>"$WORK/search.out" || { tail -n 20 "$WORK/search.out"; die "rekor-bench-search failed"; }
+	tail -n 1 "$WORK/search.out"
 	passed=$((passed + 1))
 	log "bench-smoke: $passed passed, 0 failed"
 }
@@ -684,6 +699,20 @@ pinned() {
 	log "c=$LOW_CONCURRENCY closed loop: p50 $low_p50 ms, p99 $(median "${low_p99s[@]}") ms at $low_rate entries/s ($LOW_CONCURRENCY / rate = $(calc '%.1f' "$LOW_CONCURRENCY * 1000 / $low_rate") ms), core busy $(median "${low_busy[@]}")   (p50 < $TARGET_P50_MS ms: $(meets "$low_p50 < $TARGET_P50_MS"))"
 	log "load generator CPU per request on core $CLIENT_CPU: $(median "${client_us[@]}") us (median round, c=$CONCURRENCY)"
 	log "pinned entries_per_s=$(calc '%.0f' "$rate") p256_verify_per_s_core$SERVER_CPU=$(calc '%.0f' "$P256_VERIFY_CORE") ratio=$ratio server_us_per_entry=$server_us ceiling_ratio=$ceiling_ratio ceiling_us_per_entry=$ceiling_med_us p50_ms_c$LOW_CONCURRENCY=$(calc '%.1f' "$low_p50") target_ratio=$TARGET_RATIO target_p50_ms_c$LOW_CONCURRENCY=$TARGET_P50_MS"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+search() {
+	build
+	pick_ports
+	local extra=()
+	read -ra extra <<<"${SEARCH_ARGS:-}"
+	log "== search: $SEARCH_ENTRIES entries; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	run "$BIN/rekor-bench-search" --dir "$WORK/log" --entries "$SEARCH_ENTRIES" \
+		--queries "$SEARCH_QUERIES" --server-bin "$BIN/rekor-server-posix" --port "$HTTP_PORT" \
+		--hostname "$HOST" "${extra[@]}" | tee "$WORK/search.out"
+	log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 cd "$ROOT"

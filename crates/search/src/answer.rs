@@ -5,11 +5,12 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use rekor_entries::search::{SearchTerm, search_terms};
 use rekor_storage::{SearchIndex, Storage};
 use rekor_tlog::{
-    Hash, LeafIndex, TileMap, TileRecorder, TreeSize, bundle_for_leaf, inclusion_proof, leaf_hash,
-    verify_inclusion,
+    BundleId, Hash, LeafIndex, Prover, TileMap, TileRecorder, TreeSize, bundle_for_leaf,
+    inclusion_proof, leaf_hash, verify_inclusion,
 };
 
 use crate::error::{Result, SearchError};
@@ -90,6 +91,7 @@ pub async fn search(
         let Some(&last) = candidates.last() else {
             break;
         };
+        bundles.prefetch(&candidates).await?;
         for candidate in candidates {
             let body = bundles.entry(candidate).await?;
             if search_terms(&body).contains(term) {
@@ -138,8 +140,17 @@ pub async fn proven_entry(
 ) -> Result<FoundEntry> {
     let body = Bundles::new(storage, tree.size).entry(index).await?;
     let tiles = proof_tiles(storage, tree, [index]).await?;
-    prove_one(&tiles, tree, index, body)
+    prove_one(
+        &mut Prover::new(TreeSize::new(tree.size), &tiles),
+        tree,
+        index,
+        body,
+    )
 }
+
+/// Storage reads a search keeps in flight at once (bundles, then tiles): each is a blocking
+/// file read on POSIX, so one after another they would wait on each other's hand-offs.
+pub(crate) const READS_IN_FLIGHT: usize = 8;
 
 /// Proves each entry into `tree` from the tiles, and verifies each proof.
 async fn prove(
@@ -148,9 +159,12 @@ async fn prove(
     found: Vec<(u64, Bytes)>,
 ) -> Result<Vec<FoundEntry>> {
     let tiles = proof_tiles(storage, tree, found.iter().map(|(index, _)| *index)).await?;
+    // One prover for the page: it hashes each tile's inner nodes once, and the entries share
+    // their upper tiles.
+    let mut prover = Prover::new(TreeSize::new(tree.size), &tiles);
     found
         .into_iter()
-        .map(|(index, body)| prove_one(&tiles, tree, index, body))
+        .map(|(index, body)| prove_one(&mut prover, tree, index, body))
         .collect()
 }
 
@@ -169,8 +183,14 @@ async fn proof_tiles(
     read_tiles(storage, recorder.into_tile_ids()).await
 }
 
-/// Proves the entry at `index` (logged as `body`) into `tree` from `tiles`, and verifies the proof.
-fn prove_one(tiles: &TileMap, tree: SearchTree, index: u64, body: Bytes) -> Result<FoundEntry> {
+/// Proves the entry at `index` (logged as `body`) into `tree` with `prover`, and verifies the
+/// proof.
+fn prove_one(
+    prover: &mut Prover<'_, TileMap>,
+    tree: SearchTree,
+    index: u64,
+    body: Bytes,
+) -> Result<FoundEntry> {
     let leaf = LeafIndex::new(index);
     let size = TreeSize::new(tree.size);
     let failed = |source| SearchError::Proof {
@@ -178,7 +198,7 @@ fn prove_one(tiles: &TileMap, tree: SearchTree, index: u64, body: Bytes) -> Resu
         size: tree.size,
         source,
     };
-    let proof = inclusion_proof(leaf, size, tiles).map_err(failed)?;
+    let proof = prover.inclusion_proof(leaf).map_err(failed)?;
     verify_inclusion(&leaf_hash(&body), leaf, size, &proof, &tree.root).map_err(failed)?;
     Ok(FoundEntry { index, body, proof })
 }
@@ -199,16 +219,43 @@ impl<'a> Bundles<'a> {
         }
     }
 
-    async fn entry(&mut self, index: u64) -> Result<Bytes> {
-        let (bundle, position) = bundle_for_leaf(LeafIndex::new(index), TreeSize::new(self.size))
-            .ok_or(SearchError::Proof {
+    fn locate(&self, index: u64) -> Result<(BundleId, usize)> {
+        bundle_for_leaf(LeafIndex::new(index), TreeSize::new(self.size)).ok_or(SearchError::Proof {
             index,
             size: self.size,
             source: rekor_tlog::ProofError::IndexOutOfRange {
                 index,
                 size: self.size,
             },
-        })?;
+        })
+    }
+
+    /// Reads the bundles of `indices` not read yet, several at a time.
+    async fn prefetch(&mut self, indices: &[u64]) -> Result<()> {
+        let mut wanted: Vec<BundleId> = Vec::new();
+        for &index in indices {
+            let (bundle, _) = self.locate(index)?;
+            let base = bundle_base(bundle);
+            if !self.read.contains_key(&base) && wanted.last() != Some(&bundle) {
+                wanted.push(bundle);
+            }
+        }
+        let storage = self.storage;
+        let read: Vec<(u64, Vec<Bytes>)> = futures::stream::iter(wanted)
+            .map(|bundle| async move {
+                read_bundle(storage, bundle)
+                    .await
+                    .map(|entries| (bundle_base(bundle), entries))
+            })
+            .buffered(READS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        self.read.extend(read);
+        Ok(())
+    }
+
+    async fn entry(&mut self, index: u64) -> Result<Bytes> {
+        let (bundle, position) = self.locate(index)?;
         let base = bundle_base(bundle);
         if !self.read.contains_key(&base) {
             let entries = read_bundle(self.storage, bundle).await?;

@@ -3,6 +3,7 @@
 //! read as the full one's prefix.
 
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use rekor_storage::{Error as StorageError, Storage};
 use rekor_tlog::{BundleId, Tile, TileId, TileMap, TileWidth, decode_bundle_exact};
 
@@ -37,34 +38,44 @@ pub(crate) async fn read_bundle(storage: &dyn Storage, id: BundleId) -> Result<V
         .collect())
 }
 
-/// Reads hash tiles from `storage` into a map, each at its requested width; a partial tile
-/// that is gone is read as the full tile's prefix. Use it with a [`rekor_tlog::TileRecorder`]
-/// to fetch what a proof needs (the indexer that follows a remote log checks consistency
-/// between its checkpoints this way).
+/// Reads hash tiles from `storage` into a map, each at its requested width, several at a
+/// time; a partial tile that is gone is read as the full tile's prefix. Use it with a
+/// [`rekor_tlog::TileRecorder`] to fetch what a proof needs (the indexer that follows a remote
+/// log checks consistency between its checkpoints this way).
 ///
 /// # Errors
 ///
 /// [`SearchError::Storage`] for a tile that cannot be read, [`SearchError::Tile`] for one
 /// that does not decode.
 pub async fn read_tiles(storage: &dyn Storage, ids: Vec<TileId>) -> Result<TileMap> {
-    let mut tiles = TileMap::new();
-    for id in ids {
-        let (path, bytes, full) = read_or_full(storage, id.path(), id.width.is_full(), || {
-            TileId::new(id.level, id.index, TileWidth::FULL).path()
-        })
+    let read: Vec<Tile> = futures::stream::iter(ids)
+        .map(|id| read_tile(storage, id))
+        .buffer_unordered(crate::answer::READS_IN_FLIGHT)
+        .try_collect()
         .await?;
-        let read_as = if full {
-            TileId::new(id.level, id.index, TileWidth::FULL)
-        } else {
-            id
-        };
-        let mut tile = Tile::from_bytes(read_as, &bytes)
-            .map_err(|source| SearchError::Tile { path, source })?;
-        tile.hashes.truncate(id.width.to_usize());
-        tile.id = id;
+    let mut tiles = TileMap::new();
+    for tile in read {
         tiles.insert(tile);
     }
     Ok(tiles)
+}
+
+/// Reads one hash tile at its requested width.
+async fn read_tile(storage: &dyn Storage, id: TileId) -> Result<Tile> {
+    let (path, bytes, full) = read_or_full(storage, id.path(), id.width.is_full(), || {
+        TileId::new(id.level, id.index, TileWidth::FULL).path()
+    })
+    .await?;
+    let read_as = if full {
+        TileId::new(id.level, id.index, TileWidth::FULL)
+    } else {
+        id
+    };
+    let mut tile =
+        Tile::from_bytes(read_as, &bytes).map_err(|source| SearchError::Tile { path, source })?;
+    tile.hashes.truncate(id.width.to_usize());
+    tile.id = id;
+    Ok(tile)
 }
 
 /// Reads `path`; for a partial object that is gone, reads the full one instead. Returns the

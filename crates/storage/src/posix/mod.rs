@@ -8,6 +8,7 @@
 //! <root>/.rekor/journal/            sequenced leaves until their tiles are durable
 //! <root>/.rekor/state               the persisted integrated size (replaced atomically)
 //! <root>/.rekor/dedup/              the dedup index's runs (derived from the bundles)
+//! <root>/.rekor/search/             the search index's runs (derived, with --search-index)
 //! <root>/.rekor/db/                 only in logs begun by an earlier version (fjall)
 //! <root>/.rekor/tmp/                staging for atomic writes
 //! ```
