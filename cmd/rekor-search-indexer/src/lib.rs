@@ -269,16 +269,7 @@ pub async fn start(args: IndexerArgs) -> Result<Running, IndexerError> {
 /// Sets up logging to stderr as `--log-level` and `--log-json` say (`RUST_LOG` overrides the
 /// level).
 pub fn init_tracing(args: &IndexerArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+    rekor_server::init_tracing_as(&args.log_level, args.log_json);
 }
 
 #[cfg(test)]

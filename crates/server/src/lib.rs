@@ -37,8 +37,8 @@ use axum::routing::get;
 pub use config::ServerArgs;
 pub use freeze::{Frozen, freeze};
 pub use run::{
-    Backend, RunError, RunningServer, identity, init_tracing, print_identity, run, run_until,
-    shutdown_signal, signer, start,
+    Backend, RunError, RunningServer, identity, init_tracing, init_tracing_as, print_identity, run,
+    run_until, shutdown_signal, signer, start,
 };
 pub use service::{AppState, Created, SearchCommitments};
 

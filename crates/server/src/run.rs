@@ -104,12 +104,18 @@ fn tls_config(
 
 /// Sets up logging to stderr as `--log-level` and `--log-json` say (`RUST_LOG` overrides the level).
 pub fn init_tracing(args: &ServerArgs) {
+    init_tracing_as(&args.log_level, args.log_json);
+}
+
+/// Sets up logging to stderr at `level` (`RUST_LOG` overrides it), as JSON lines if `json`:
+/// what [`init_tracing`] does, for binaries with flags of their own.
+pub fn init_tracing_as(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if args.log_json {
+    if json {
         builder.json().init();
     } else {
         builder.init();

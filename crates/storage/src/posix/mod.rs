@@ -99,22 +99,7 @@ impl PosixBackend {
         fs::create_dir_all(root)?;
         let private = root.join(PRIVATE_DIR);
         create_private_dir(&private)?;
-        let lock_path = private.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(PosixError::Locked {
-                    path: lock_path.display().to_string(),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
-        let lock = Arc::new(lock);
+        let lock = Arc::new(lock_exclusively(&private.join("lock"))?);
         let tmp_dir = private.join("tmp");
         // Leftover staging files are from writes that never completed; nothing references them.
         if tmp_dir.exists() {
@@ -162,6 +147,27 @@ impl PosixBackend {
     /// I/O and database errors; the objects stay pending and the leaves kept.
     pub async fn sync(&self) -> Result<()> {
         self.coordinator.sync().await
+    }
+}
+
+/// Opens (creating if needed) the lock file at `path` and locks it exclusively, for as long as
+/// the returned file is open: one process at a time in a directory.
+///
+/// # Errors
+///
+/// [`PosixError::Locked`] if another process holds it; I/O errors.
+fn lock_exclusively(path: &Path) -> Result<fs::File, PosixError> {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(PosixError::Locked {
+            path: path.display().to_string(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 

@@ -663,21 +663,7 @@ impl PosixSearchIndex {
 
     fn open_standalone_dir(dir: &Path) -> Result<PosixSearchIndex, PosixError> {
         fs::create_dir_all(dir)?;
-        let lock_path = dir.join(STANDALONE_LOCK);
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(PosixError::Locked {
-                    path: lock_path.display().to_string(),
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        }
+        let lock = super::lock_exclusively(&dir.join(STANDALONE_LOCK))?;
         PosixSearchIndex::open_with_unit(dir, RUN_UNIT, Some(lock))
     }
 
