@@ -6,15 +6,16 @@ use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use rekor_log::Log;
 use rekor_storage::ObjectKind;
 
-use crate::error::{ApiError, FailureReport, LOG_INDEX_HEADER};
+use crate::error::{ApiError, LOG_INDEX_HEADER};
 use crate::service::{AppState, Created};
+
+mod guard;
 
 /// Builds the HTTP router over `state`.
 pub fn router(state: AppState, timeout: Duration) -> Router {
@@ -39,76 +40,12 @@ fn read_routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
 }
 
-/// Adds the fallback, the deadline, request observation and panic recovery to `routes`.
+/// Adds the fallback and the guard (deadline, request observation, panic recovery) to `routes`.
 fn finish(routes: Router<AppState>, state: AppState, timeout: Duration) -> Router {
     routes
         .fallback(not_found)
-        // Inside `observe`, so timed-out requests are counted and logged like any other failure.
-        .layer(middleware::from_fn_with_state(timeout, deadline))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            PanicResponder {
-                metrics: state.metrics().clone(),
-            },
-        ))
+        .layer(guard::GuardLayer::new(state.clone(), timeout))
         .with_state(state)
-}
-
-/// Answers [`ApiError::Timeout`] for a request still running after `timeout`.
-async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::Timeout(timeout).into_response(),
-    }
-}
-
-/// Counts requests by route and status, inside a `request` span, and logs failures.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let method = route_name(request.method(), request.uri().path());
-    let span = tracing::info_span!(
-        "request",
-        transport = "http",
-        method,
-        log_index = tracing::field::Empty
-    );
-    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
-    if let Some(report) = response.extensions().get::<FailureReport>() {
-        let _entered = span.enter();
-        state.errors().record_report(report);
-    }
-    state
-        .metrics()
-        .record_request("http", method, response.status().as_u16());
-    response
-}
-
-fn route_name(method: &axum::http::Method, path: &str) -> &'static str {
-    match (method.as_str(), path) {
-        ("POST", "/api/v2/log/entries") => "CreateEntry",
-        ("GET", "/api/v2/checkpoint") => "GetCheckpoint",
-        ("GET", p) if p.starts_with("/api/v2/tile/entries/") => "GetEntryBundle",
-        ("GET", p) if p.starts_with("/api/v2/tile/") => "GetTile",
-        ("GET", "/healthz") => "Healthz",
-        _ => "other",
-    }
-}
-
-#[derive(Clone)]
-struct PanicResponder {
-    metrics: crate::metrics::Metrics,
-}
-
-impl tower_http::catch_panic::ResponseForPanic for PanicResponder {
-    type ResponseBody = Body;
-
-    fn response_for_panic(
-        &mut self,
-        _panic: Box<dyn std::any::Any + Send + 'static>,
-    ) -> axum::http::Response<Body> {
-        self.metrics.panics_recovered.inc();
-        tracing::error!("HTTP handler panicked");
-        ApiError::Panicked.into_response()
-    }
 }
 
 /// POST /api/v2/log/entries: a protojson `CreateEntryRequest`; answers 201 and a
