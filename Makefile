@@ -63,6 +63,12 @@ bench-search:
 bench-pinned:
 	CARGO="$(CARGO)" bash bench/run.sh pinned
 
+# Opt-in: the pinned write load under perf, and where the server's CPU per entry goes against
+# the ceiling's (needs perf and python3).
+.PHONY: bench-profile
+bench-profile:
+	CARGO="$(CARGO)" bash bench/run.sh profile
+
 clean:
 	$(CARGO) clean
 

@@ -19,6 +19,10 @@
 #                                            core 0), HTTP writes at c=1024 with the server's CPU
 #                                            per entry from /proc, the ceiling the same way, and
 #                                            the p50 of a c=256 round. Needs taskset and 2 CPUs.
+#   bench/run.sh profile (make bench-profile) pinned as above, one round each of ours and the
+#                                            ceiling under `perf record`: where the CPU per entry
+#                                            goes, by category (bench/profile_breakdown.py).
+#                                            Needs perf and python3.
 #
 # Every figure is printed next to the command that produced it. The last line of `full` is
 #   entries_per_s=<n> p256_verify_per_s=<n> ratio=<x.xx> p50_ms=<x.x> p99_ms=<x.x>
@@ -44,8 +48,8 @@ set -euo pipefail
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 MODE=${1:-full}
-case "$MODE" in full | smoke | scale | pinned | search) ;; *)
-	echo "usage: $0 [full|smoke|scale|pinned|search]" >&2
+case "$MODE" in full | smoke | scale | pinned | profile | search) ;; *)
+	echo "usage: $0 [full|smoke|scale|pinned|profile|search]" >&2
 	exit 2
 	;;
 esac
@@ -66,6 +70,7 @@ SEARCH_ENTRIES=${SEARCH_ENTRIES:-1000000}
 SEARCH_QUERIES=${SEARCH_QUERIES:-2000}
 OPENSSL_SECONDS=${BENCH_OPENSSL_SECONDS:-5}
 LOW_CONCURRENCY=${BENCH_LOW_CONCURRENCY:-256}
+PROFILE_HZ=${BENCH_PROFILE_HZ:-999}
 # Pinned mode: the server (and the ceiling, and openssl) on this core, the generator on the other.
 SERVER_CPU=0
 CLIENT_CPU=1
@@ -702,6 +707,56 @@ pinned() {
 }
 
 # ---------------------------------------------------------------------------------------------
+
+# profile_load <name> <pid> <idle pid> <rekor-bench args...>: one pinned round on <pid> under
+# `perf record`; writes $WORK/<name>.script (perf script) and sets ROUND_US as pinned_round does.
+profile_load() {
+	local name=$1 pid=$2 idle=$3
+	shift 3
+	log "\$ perf record -F $PROFILE_HZ --call-graph dwarf,16384 -p $pid -o $WORK/$name.perf (for the round)"
+	perf record -q -F "$PROFILE_HZ" --call-graph dwarf,16384 -p "$pid" -o "$WORK/$name.perf" >"$WORK/$name.perf.log" 2>&1 &
+	local perf_pid=$!
+	sleep 0.5
+	pinned_round "$name" "$pid" "$idle" "$@"
+	kill -INT "$perf_pid" 2>/dev/null || true
+	wait "$perf_pid" 2>/dev/null || true
+	perf script -i "$WORK/$name.perf" -F comm,tid,ip,sym >"$WORK/$name.script" 2>/dev/null ||
+		die "perf script failed on $WORK/$name.perf"
+}
+
+# Where the server's CPU per entry goes against the ceiling's: both pinned as in `pinned`, one
+# round each under perf, then bench/profile_breakdown.py. Opt-in; needs perf and python3.
+profile() {
+	pinned_preflight
+	command -v perf >/dev/null || die "profile mode needs perf (Debian: linux-perf)"
+	command -v python3 >/dev/null || die "profile mode needs python3"
+	build
+	pick_ports
+	local data=$WORK/data
+	mkdir -p "$data"
+	LOG_KEY=$(public_key "$data")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	loadavg
+	SERVER_PIN=(taskset -c "$SERVER_CPU")
+	CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+	start_server "$data"
+	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
+	start_ceiling
+	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+	profile_load profile-ours "$SERVER_PID" "$CEILING_PID" --http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
+	local ours_us=$ROUND_US
+	profile_load profile-ceiling "$CEILING_PID" "$SERVER_PID" --http "$CEILING_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 0
+	local ceiling_cpu_us=$ROUND_US
+	stop_ceiling
+	stop_server
+	SERVER_PIN=()
+	CLIENT_PIN=()
+	loadavg
+	log ""
+	log "== where the CPU per entry goes (perf at $PROFILE_HZ Hz; us from /proc over each round)"
+	run python3 "$ROOT/bench/profile_breakdown.py" "$WORK/profile-ours.script" "$ours_us" \
+		"$WORK/profile-ceiling.script" "$ceiling_cpu_us"
+}
 
 search() {
 	build
