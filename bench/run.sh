@@ -162,6 +162,13 @@ public_key() {
 		awk '/^public key:/ { print $3; exit }'
 }
 
+# fresh_log <dir>: makes the log directory and sets LOG_KEY from the key `info` reads there.
+fresh_log() {
+	mkdir -p "$1"
+	LOG_KEY=$(public_key "$1")
+	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+}
+
 http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 
 # start_server <storage dir> [extra flags]: starts the server and waits until /healthz answers.
@@ -250,9 +257,7 @@ smoke() {
 	build
 	pick_ports
 	local data=$WORK/data
-	mkdir -p "$data"
-	LOG_KEY=$(public_key "$data")
-	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	fresh_log "$data"
 	start_server "$data"
 	local passed=0
 	load http --http "$HTTP_URL" --requests 200 --concurrency 8 --verify-every 1 --resend 20
@@ -422,9 +427,7 @@ full() {
 	run "$CARGO" bench -p rekor-log --bench pipeline --no-run
 	pick_ports
 	local data=$WORK/data
-	mkdir -p "$data"
-	LOG_KEY=$(public_key "$data")
-	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	fresh_log "$data"
 
 	log ""
 	log "== 1. machine limit: OpenSSL ECDSA P-256 verifies per second, both cores (idle machine)"
@@ -527,9 +530,7 @@ scale() {
 	build
 	pick_ports
 	local data=$WORK/data
-	mkdir -p "$data"
-	LOG_KEY=$(public_key "$data")
-	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	fresh_log "$data"
 	start_server "$data"
 	log "== scale: $SCALE_ENTRIES entries over HTTP (signed in chunks of 200,000 outside the timed phases)"
 	load scale --http "$HTTP_URL" --requests "$SCALE_ENTRIES" --concurrency "$CONCURRENCY" \
@@ -603,6 +604,20 @@ openssl_verify_core() {
 	[ -n "$P256_VERIFY_CORE" ] || die "could not parse openssl speed output"
 }
 
+# start_pinned_pair <dir>: pins servers to SERVER_CPU and generators to CLIENT_CPU, starts ours on
+# <dir> and the ceiling beside it, and warms each up with 2,000 requests.
+start_pinned_pair() {
+	local data=$1
+	SERVER_PIN=(taskset -c "$SERVER_CPU")
+	CLIENT_PIN=(taskset -c "$CLIENT_CPU")
+	log "\$ ${SERVER_PIN[*]} $BIN/rekor-server-posix serve --storage-dir $data --hostname $HOST --http-port $HTTP_PORT --grpc-port $GRPC_PORT --http-metrics-port $METRICS_PORT --log-level warn"
+	start_server "$data"
+	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
+	start_ceiling
+	log "\$ ${SERVER_PIN[*]} $BIN/rekor-bench-ceiling --listen 127.0.0.1:$NGINX_PORT --answer-bytes $(result "$WORK/warmup.out" answer_bytes)"
+	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+}
+
 # pinned_round <name> <pid> <idle pid> <rekor-bench args...>: one load on the process <pid>, with
 # the other pinned process idle beside it. Sets ROUND_{RATE,P50,P99,US,BUSY,CLIENT_US}: entries/s,
 # latency in ms, the process's CPU per acknowledged entry in µs (utime + stime from
@@ -637,9 +652,7 @@ pinned() {
 	build
 	pick_ports
 	local data=$WORK/data
-	mkdir -p "$data"
-	LOG_KEY=$(public_key "$data")
-	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	fresh_log "$data"
 
 	log ""
 	log "== 1. single-core limit: OpenSSL ECDSA P-256 verifies per second, one process on core $SERVER_CPU"
@@ -653,14 +666,7 @@ pinned() {
 	log "== 2. HTTP writes with the server alone on core $SERVER_CPU and the generator on core $CLIENT_CPU (P-256,"
 	log "      server defaults, fresh log). Each round: ours at c=$CONCURRENCY, rekor-bench-ceiling (HTTP +"
 	log "      validation, no log, also on core $SERVER_CPU) at c=$CONCURRENCY, ours at c=$LOW_CONCURRENCY"
-	SERVER_PIN=(taskset -c "$SERVER_CPU")
-	CLIENT_PIN=(taskset -c "$CLIENT_CPU")
-	log "\$ ${SERVER_PIN[*]} $BIN/rekor-server-posix serve --storage-dir $data --hostname $HOST --http-port $HTTP_PORT --grpc-port $GRPC_PORT --http-metrics-port $METRICS_PORT --log-level warn"
-	start_server "$data"
-	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
-	start_ceiling
-	log "\$ ${SERVER_PIN[*]} $BIN/rekor-bench-ceiling --listen 127.0.0.1:$NGINX_PORT --answer-bytes $(result "$WORK/warmup.out" answer_bytes)"
-	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+	start_pinned_pair "$data"
 	local round rates=() us=() p50s=() p99s=() busy=() client_us=()
 	local ceiling_rates=() ceiling_us=() low_rates=() low_p50s=() low_p99s=() low_busy=()
 	for round in $(seq 1 "$ROUNDS"); do
@@ -733,16 +739,9 @@ profile() {
 	build
 	pick_ports
 	local data=$WORK/data
-	mkdir -p "$data"
-	LOG_KEY=$(public_key "$data")
-	[ -n "$LOG_KEY" ] || die "could not read the log's public key from 'info'"
+	fresh_log "$data"
 	loadavg
-	SERVER_PIN=(taskset -c "$SERVER_CPU")
-	CLIENT_PIN=(taskset -c "$CLIENT_CPU")
-	start_server "$data"
-	load warmup --http "$HTTP_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 100 >/dev/null
-	start_ceiling
-	load ceiling-warmup --http "$CEILING_URL" --requests 2000 --concurrency "$CONCURRENCY" --verify-every 0 >/dev/null
+	start_pinned_pair "$data"
 	profile_load profile-ours "$SERVER_PID" "$CEILING_PID" --http "$HTTP_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 100
 	local ours_us=$ROUND_US
 	profile_load profile-ceiling "$CEILING_PID" "$SERVER_PID" --http "$CEILING_URL" --requests "$REQUESTS" --concurrency "$CONCURRENCY" --verify-every 0
