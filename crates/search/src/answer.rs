@@ -154,11 +154,12 @@ pub async fn proven_entry(
 
 /// Proves each entry into `tree` from the tiles, and verifies each proof.
 ///
-/// The full tiles' inner nodes come from the storage's [`rekor_storage::ReadCache`] when it
-/// holds them (a full tile never changes, so they hold for any tree that covers it); the others
-/// are read, in one [`Storage::read_many`], and expanded once for the whole page. Only once
-/// every proof has verified against `tree.root` are the full tiles' nodes and the entries kept
-/// in that cache: nothing the signed root did not vouch for is kept.
+/// The tiles' inner nodes come from the storage's [`rekor_storage::ReadCache`] when it holds
+/// them at the width this tree needs (a tile of a given width never changes, so they hold for
+/// any tree with that tile at that width); the others are read, in one
+/// [`Storage::read_many`], and expanded once for the whole page. Only once every proof has
+/// verified against `tree.root` are the tiles' nodes and the entries kept in that cache:
+/// nothing the signed root did not vouch for is kept.
 async fn prove(
     storage: &dyn Storage,
     tree: SearchTree,
@@ -181,8 +182,9 @@ async fn prove(
     let none = TileMap::new();
     let mut prover = Prover::new(size, &none);
     for (id, nodes) in kept.into_iter().chain(expanded) {
-        // Always taken: `id` is the tile's width at this size (the cache holds full tiles
-        // only). Were one refused, the prover would miss it and the page fail, not be wrong.
+        // Always taken: `id` is the tile's width at this size, and the cache gives nodes of
+        // that width only. Were one refused, the prover would miss it and the page fail, not
+        // be wrong.
         prover.insert_nodes(id, nodes);
     }
     let proven = found

@@ -171,6 +171,10 @@ async fn read_or_full(
     storage: &dyn Storage,
     objects: Vec<Wanted>,
 ) -> Result<Vec<(String, Bytes, bool)>> {
+    if objects.is_empty() {
+        // Nothing to hand to the storage (a page whose tiles are all kept).
+        return Ok(Vec::new());
+    }
     let first = storage
         .read_many(objects.iter().map(|o| o.path.clone()).collect())
         .await;

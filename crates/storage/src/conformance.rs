@@ -85,6 +85,17 @@ pub async fn storage_suite(storage: &dyn Storage) {
         "the fourth entry is cut short"
     );
     assert!(answers[4].as_ref().unwrap().is_empty());
+    // Many reads at once (a backend may split them): still one answer each, in order.
+    let expected = [&b"ab"[..], b"", b"xyz"];
+    let many = (0..40).map(|i| read(&three.path, vec![i % 3])).collect();
+    let answers = storage.read_bundle_entries(many).await;
+    assert_eq!(answers.len(), 40);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            answer.as_ref().unwrap(),
+            &[Bytes::from_static(expected[i % 3])]
+        );
+    }
 
     // Superseded partials can be deleted, missing ones too; nothing else can.
     let full = Object::new("tile/entries/000", vec![0u8, 1, 42, 0, 1, 43]);

@@ -6,8 +6,11 @@
 //!
 //! - the inner nodes of **full** hash tiles ([`TileNodes`]): about 255 SHA-256 per tile, most of
 //!   an inclusion proof's work. A full tile is final, so its nodes serve every tree size that
-//!   covers it, however the log grows. Partial tiles are never kept: each is superseded as the
-//!   tree grows, and the edge tiles a proof needs are few.
+//!   covers it, however the log grows.
+//! - the nodes of the **partial** tiles at the tree's edge, by their width: a partial tile of
+//!   a given width never changes either (a later one is wider, under another path), but each
+//!   checkpoint of a growing log has new ones, so only the latest of each tile is kept, a few
+//!   in all.
 //! - **entries** by leaf index: an entry's bytes never change once sequenced, and reading one
 //!   otherwise means reading (and copying) its whole bundle, about 256 entries.
 //!
@@ -22,7 +25,7 @@ use std::hash::Hash as StdHash;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use rekor_tlog::{TileId, TileNodes};
+use rekor_tlog::{TileId, TileIndex, TileLevel, TileNodes};
 
 /// The memory a storage gives expanded full tiles by default: 4,096 level-0 tiles, the trees
 /// over about a million entries (a full tile's nodes take about 16 KiB).
@@ -30,6 +33,9 @@ pub const DEFAULT_TILE_NODES_BYTES: usize = 64 << 20;
 
 /// The memory a storage gives entries by default: about 50,000 entries of 600 bytes.
 pub const DEFAULT_ENTRY_BYTES: usize = 32 << 20;
+
+/// The most partial tiles kept: one per tile level of a few trees' edges.
+const MAX_EDGE_TILES: usize = 64;
 
 /// The bytes counted per item beyond its content: the map slot, the eviction queue slot and
 /// the allocation's header, roughly.
@@ -39,6 +45,8 @@ const ITEM_OVERHEAD: usize = 96;
 #[derive(Debug)]
 pub struct ReadCache {
     tiles: Bounded<TileId, Arc<TileNodes>>,
+    /// Partial tiles by level and index, each at the width last kept.
+    edges: Mutex<HashMap<(TileLevel, TileIndex), Arc<TileNodes>>>,
     entries: Bounded<u64, Bytes>,
 }
 
@@ -55,25 +63,47 @@ impl ReadCache {
     pub fn new(tile_bytes: usize, entry_bytes: usize) -> Self {
         ReadCache {
             tiles: Bounded::new(tile_bytes),
+            edges: Mutex::new(HashMap::new()),
             entries: Bounded::new(entry_bytes),
         }
     }
 
-    /// The kept nodes of full tile `id`; `None` for a partial tile or one not kept.
+    /// The kept nodes of tile `id` at its width `id.width`, if kept.
     #[must_use]
     pub fn tile_nodes(&self, id: TileId) -> Option<Arc<TileNodes>> {
-        if !id.is_full() {
-            return None;
+        if id.is_full() {
+            return self.tiles.get(&id);
         }
-        self.tiles.get(&id)
+        self.lock_edges()
+            .get(&(id.level, id.index))
+            .filter(|nodes| nodes.width() == id.width)
+            .cloned()
     }
 
-    /// Keeps the nodes of tile `id` if it is full and they are its nodes at full width.
+    /// Keeps `nodes` as tile `id`'s, if they are its nodes at width `id.width`. For a partial
+    /// tile they replace any other width kept.
     pub fn keep_tile_nodes(&self, id: TileId, nodes: &Arc<TileNodes>) {
-        if id.is_full() && nodes.width() == id.width {
+        if nodes.width() != id.width {
+            return;
+        }
+        if id.is_full() {
             let size = nodes.hashes_size();
             self.tiles.insert(id, Arc::clone(nodes), size, false);
+            return;
         }
+        let mut edges = self.lock_edges();
+        let key = (id.level, id.index);
+        if edges.len() >= MAX_EDGE_TILES && !edges.contains_key(&key) {
+            // Many trees' edges at once (old checkpoints asked for): start over, the current
+            // edge comes back with the next answer.
+            edges.clear();
+        }
+        edges.insert(key, Arc::clone(nodes));
+    }
+
+    fn lock_edges(&self) -> MutexGuard<'_, HashMap<(TileLevel, TileIndex), Arc<TileNodes>>> {
+        // Every holder leaves the map consistent before any point that could panic.
+        self.edges.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The kept bytes of the entry at leaf `index`.
@@ -227,17 +257,34 @@ mod tests {
     }
 
     #[test]
-    fn only_full_tiles_are_kept() {
+    fn tiles_are_kept_at_their_width_and_partial_ones_only_the_latest() {
         let cache = ReadCache::default();
-        let partial = TileWidth::new(9).unwrap();
-        cache.keep_tile_nodes(id(1, partial), &nodes(partial));
-        assert!(cache.tile_nodes(id(1, partial)).is_none());
+        let nine = TileWidth::new(9).unwrap();
+        let ten = TileWidth::new(10).unwrap();
+        cache.keep_tile_nodes(id(1, nine), &nodes(nine));
+        assert_eq!(cache.tile_nodes(id(1, nine)).unwrap().width(), nine);
+        // Another width of the tile is not served by these nodes.
+        assert!(cache.tile_nodes(id(1, ten)).is_none());
+        assert!(cache.tile_nodes(id(1, TileWidth::FULL)).is_none());
+        // The wider edge of a grown tree replaces it.
+        cache.keep_tile_nodes(id(1, ten), &nodes(ten));
+        assert!(cache.tile_nodes(id(1, nine)).is_none());
+        assert!(cache.tile_nodes(id(1, ten)).is_some());
+        // Partial tiles do not count against the full tiles' bound.
         assert_eq!(cache.held_bytes().0, 0);
-        // Nodes narrower than the id claims are refused too.
-        cache.keep_tile_nodes(id(2, TileWidth::FULL), &nodes(partial));
+        // Nodes of another width than the id claims are refused.
+        cache.keep_tile_nodes(id(2, TileWidth::FULL), &nodes(nine));
         assert!(cache.tile_nodes(id(2, TileWidth::FULL)).is_none());
+        cache.keep_tile_nodes(id(2, nine), &nodes(TileWidth::FULL));
+        assert!(cache.tile_nodes(id(2, nine)).is_none());
         cache.keep_tile_nodes(id(3, TileWidth::FULL), &nodes(TileWidth::FULL));
         assert!(cache.tile_nodes(id(3, TileWidth::FULL)).is_some());
+        // The edges stay few.
+        let edges = u64::try_from(MAX_EDGE_TILES).unwrap();
+        for index in 10..(10 + 2 * edges) {
+            cache.keep_tile_nodes(id(index, nine), &nodes(nine));
+            assert!(cache.lock_edges().len() <= MAX_EDGE_TILES);
+        }
     }
 
     #[test]

@@ -211,6 +211,42 @@ impl PosixStorage {
         &self.root
     }
 
+    /// Reads `reads` ([`Storage::read_bundle_entries`]) on one blocking thread, started now.
+    fn bundle_entries_task(
+        &self,
+        reads: Vec<BundleRead>,
+    ) -> impl std::future::Future<Output = Vec<Result<Vec<Bytes>>>> + use<> {
+        let root = self.root.clone();
+        let count = reads.len();
+        let bounds = Arc::clone(&self.bundle_bounds);
+        let task = tokio::task::spawn_blocking(move || {
+            reads
+                .iter()
+                .map(|read| {
+                    check_object_path(&read.path)?;
+                    let known = bounds.get(&read.path);
+                    let file = root.join(&read.path);
+                    match read_bundle_file(&file, &read.positions, known.as_deref()) {
+                        Ok((entries, Some(learned))) => {
+                            let size = learned.len() * 4;
+                            bounds.insert(read.path.clone(), Arc::new(learned), size, true);
+                            Ok(entries)
+                        }
+                        Ok((entries, None)) => Ok(entries),
+                        Err(e) => {
+                            // The file did not match what was learned of it (it cannot change
+                            // under its path, but a damaged one may be rewritten at a start):
+                            // forget it, and read it afresh next time.
+                            bounds.remove(&read.path);
+                            read_answer(&read.path, Err(e))
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        async move { answers_or_failed(task.await, count) }
+    }
+
     fn tmp_path(&self) -> PathBuf {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
         self.tmp_dir.join(format!("{}-{n}", std::process::id()))
@@ -363,6 +399,9 @@ fn answers_or_failed<T>(
         }
     }
 }
+
+/// Bundle reads one blocking thread does before they are split between two.
+const SPLIT_BUNDLE_READS: usize = 16;
 
 /// How much of a bundle file is read at a time when scanning it: a few entries' worth, so a
 /// file is read little past its last wanted entry.
@@ -536,40 +575,22 @@ impl Storage for PosixStorage {
         answers_or_failed(read, count)
     }
 
-    async fn read_bundle_entries(&self, reads: Vec<BundleRead>) -> Vec<Result<Vec<Bytes>>> {
-        // One hand-off for all of them, and each file read only up to its last wanted entry:
-        // a search page wants one entry from each of about 100 bundles, and reading whole
-        // bundles (about 150 KB each) was most of its cost.
-        let root = self.root.clone();
-        let count = reads.len();
-        let bounds = Arc::clone(&self.bundle_bounds);
-        let read = tokio::task::spawn_blocking(move || {
-            reads
-                .iter()
-                .map(|read| {
-                    check_object_path(&read.path)?;
-                    let known = bounds.get(&read.path);
-                    let file = root.join(&read.path);
-                    match read_bundle_file(&file, &read.positions, known.as_deref()) {
-                        Ok((entries, Some(learned))) => {
-                            let size = learned.len() * 4;
-                            bounds.insert(read.path.clone(), Arc::new(learned), size, true);
-                            Ok(entries)
-                        }
-                        Ok((entries, None)) => Ok(entries),
-                        Err(e) => {
-                            // The file did not match what was learned of it (it cannot change
-                            // under its path, but a damaged one may be rewritten at a start):
-                            // forget it, and read it afresh next time.
-                            bounds.remove(&read.path);
-                            read_answer(&read.path, Err(e))
-                        }
-                    }
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-        answers_or_failed(read, count)
+    async fn read_bundle_entries(&self, mut reads: Vec<BundleRead>) -> Vec<Result<Vec<Bytes>>> {
+        // Few hand-offs, and each file read only up to its last wanted entry: a search page
+        // wants one entry from each of about 100 bundles, and reading whole bundles (about
+        // 150 KB each) was most of its cost. Past a few files the reads are split between two
+        // blocking threads, so a page not read before takes both cores of a small machine.
+        let second = if reads.len() > SPLIT_BUNDLE_READS {
+            let half = reads.split_off(reads.len() / 2);
+            Some(self.bundle_entries_task(half))
+        } else {
+            None
+        };
+        let mut answers = self.bundle_entries_task(reads).await;
+        if let Some(second) = second {
+            answers.extend(second.await);
+        }
+        answers
     }
 
     fn read_cache(&self) -> Option<&ReadCache> {
