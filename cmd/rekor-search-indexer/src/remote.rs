@@ -50,6 +50,8 @@ pub struct RemoteLog {
     head_file: Option<PathBuf>,
     /// The last refused note, so a log that keeps serving it is not reported on every read.
     refused: std::sync::Mutex<Option<Bytes>>,
+    /// Tiles' nodes and entries that verified answers used: each read here is a GET to the log.
+    read_cache: rekor_storage::ReadCache,
 }
 
 impl RemoteLog {
@@ -91,6 +93,7 @@ impl RemoteLog {
             head: Mutex::new(None),
             head_file: None,
             refused: std::sync::Mutex::new(None),
+            read_cache: rekor_storage::ReadCache::default(),
         })
     }
 
@@ -363,6 +366,10 @@ impl Storage for RemoteLog {
         self.get(path, limit).await?.ok_or_else(|| Error::NotFound {
             path: path.to_string(),
         })
+    }
+
+    fn read_cache(&self) -> Option<&rekor_storage::ReadCache> {
+        Some(&self.read_cache)
     }
 
     /// The log's checkpoint, accepted only as [`RemoteLog::checkpoint`] says; its version is

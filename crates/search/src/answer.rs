@@ -2,20 +2,20 @@
 //! entry itself, then the entries the index has not reached yet, scanned directly, each with
 //! its inclusion proof in the checkpoint's tree, verified before it is returned.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{StreamExt as _, TryStreamExt as _};
 use rekor_entries::search::{SearchTerm, search_terms};
 use rekor_storage::{SearchIndex, Storage};
 use rekor_tlog::{
-    BundleId, Hash, LeafIndex, Prover, TileMap, TileRecorder, TreeSize, bundle_for_leaf,
-    inclusion_proof, leaf_hash, verify_inclusion,
+    BundleId, Hash, LeafIndex, Prover, Tile, TileId, TileMap, TileNodes, TileRecorder, TreeSize,
+    bundle_for_leaf, inclusion_proof, leaf_hash, verify_inclusion,
 };
 
 use crate::error::{Result, SearchError};
 use crate::indexer::bundle_base;
-use crate::source::{read_bundle, read_tiles};
+use crate::source::{read_bundle, read_entries, read_tile_list};
 
 /// The most entries a search scans directly beyond the index's size, when the index lags the
 /// checkpoint. Beyond it a search is refused with [`SearchError::IndexBehind`] until the
@@ -138,49 +138,111 @@ pub async fn proven_entry(
     tree: SearchTree,
     index: u64,
 ) -> Result<FoundEntry> {
-    let body = Bundles::new(storage, tree.size).entry(index).await?;
-    let tiles = proof_tiles(storage, tree, [index]).await?;
-    prove_one(
-        &mut Prover::new(TreeSize::new(tree.size), &tiles),
-        tree,
+    let mut bundles = Bundles::new(storage, tree.size);
+    bundles.prefetch(&[index]).await?;
+    let body = bundles.entry(index).await?;
+    let mut proven = prove(storage, tree, vec![(index, body)]).await?;
+    proven.pop().ok_or(SearchError::Proof {
         index,
-        body,
-    )
+        size: tree.size,
+        source: rekor_tlog::ProofError::IndexOutOfRange {
+            index,
+            size: tree.size,
+        },
+    })
 }
 
-/// Storage reads a search keeps in flight at once (bundles, then tiles): each is a blocking
-/// file read on POSIX, so one after another they would wait on each other's hand-offs.
-pub(crate) const READS_IN_FLIGHT: usize = 8;
-
 /// Proves each entry into `tree` from the tiles, and verifies each proof.
+///
+/// The tiles' inner nodes come from the storage's [`rekor_storage::ReadCache`] when it holds
+/// them at the width this tree needs (a tile of a given width never changes, so they hold for
+/// any tree with that tile at that width); the others are read, in one
+/// [`Storage::read_many`], and expanded once for the whole page. Only once every proof has
+/// verified against `tree.root` are the tiles' nodes and the entries kept in that cache:
+/// nothing the signed root did not vouch for is kept.
 async fn prove(
     storage: &dyn Storage,
     tree: SearchTree,
     found: Vec<(u64, Bytes)>,
 ) -> Result<Vec<FoundEntry>> {
-    let tiles = proof_tiles(storage, tree, found.iter().map(|(index, _)| *index)).await?;
-    // One prover for the page: it hashes each tile's inner nodes once, and the entries share
+    let size = TreeSize::new(tree.size);
+    let cache = storage.read_cache();
+    let mut kept: Vec<(TileId, Arc<TileNodes>)> = Vec::new();
+    let mut missing: Vec<TileId> = Vec::new();
+    for id in proof_tiles(tree, found.iter().map(|(index, _)| *index)) {
+        match cache.and_then(|cache| cache.tile_nodes(id)) {
+            Some(nodes) => kept.push((id, nodes)),
+            None => missing.push(id),
+        }
+    }
+    let tiles = read_tile_list(storage, missing).await?;
+    let expanded = expand(tiles).await;
+    // One prover for the page, holding every tile it needs already expanded; the entries share
     // their upper tiles.
-    let mut prover = Prover::new(TreeSize::new(tree.size), &tiles);
-    found
+    let none = TileMap::new();
+    let mut prover = Prover::new(size, &none);
+    for (id, nodes) in kept.into_iter().chain(expanded) {
+        // Always taken: `id` is the tile's width at this size, and the cache gives nodes of
+        // that width only. Were one refused, the prover would miss it and the page fail, not
+        // be wrong.
+        prover.insert_nodes(id, nodes);
+    }
+    let proven = found
         .into_iter()
         .map(|(index, body)| prove_one(&mut prover, tree, index, body))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(cache) = cache {
+        for (id, nodes) in prover.expanded() {
+            cache.keep_tile_nodes(id, nodes);
+        }
+        for entry in &proven {
+            cache.keep_entry(entry.index, &entry.body);
+        }
+    }
+    Ok(proven)
 }
 
-/// Reads the hash tiles the inclusion proofs of `indices` into `tree` need.
-async fn proof_tiles(
-    storage: &dyn Storage,
-    tree: SearchTree,
-    indices: impl IntoIterator<Item = u64>,
-) -> Result<TileMap> {
+/// Tiles a page expands on the task itself; beyond this, half go to a blocking thread.
+const EXPAND_INLINE: usize = 8;
+
+/// Expands every tile of `tiles` (about 255 SHA-256 each): for a page of entries spread over
+/// the log, about 100 tiles, a few milliseconds, the bulk of its proofs' work. Past
+/// [`EXPAND_INLINE`] tiles, half are expanded on a blocking thread while this task does the
+/// other half, so a page takes both cores of a small machine.
+async fn expand(tiles: Vec<Tile>) -> Vec<(TileId, Arc<TileNodes>)> {
+    fn expand_all(tiles: &[Tile]) -> Vec<(TileId, Arc<TileNodes>)> {
+        tiles
+            .iter()
+            .filter_map(|tile| {
+                TileNodes::new(tile.id.width, &tile.hashes).map(|nodes| (tile.id, Arc::new(nodes)))
+            })
+            .collect()
+    }
+    if tiles.len() <= EXPAND_INLINE {
+        return expand_all(&tiles);
+    }
+    let mut first = tiles;
+    let second = first.split_off(first.len() / 2);
+    let other = tokio::task::spawn_blocking(move || expand_all(&second));
+    let mut expanded = expand_all(&first);
+    // If the blocking pool is shutting down, the prover lacks those tiles and the page fails,
+    // as any read would by then.
+    if let Ok(more) = other.await {
+        expanded.extend(more);
+    }
+    expanded
+}
+
+/// The hash tiles the inclusion proofs of `indices` into `tree` need, each at its width in
+/// `tree`.
+fn proof_tiles(tree: SearchTree, indices: impl IntoIterator<Item = u64>) -> Vec<TileId> {
     let size = TreeSize::new(tree.size);
     let recorder = TileRecorder::new();
     for index in indices {
         // The recorder holds no tiles, so this fails; it only lists what is needed.
         let _ = inclusion_proof(LeafIndex::new(index), size, &recorder);
     }
-    read_tiles(storage, recorder.into_tile_ids()).await
+    recorder.into_tile_ids()
 }
 
 /// Proves the entry at `index` (logged as `body`) into `tree` with `prover`, and verifies the
@@ -203,10 +265,14 @@ fn prove_one(
     Ok(FoundEntry { index, body, proof })
 }
 
-/// Entry bundles read once per search.
+/// The entries a search reads: from the storage's cache when it holds them, otherwise from
+/// their bundles, each bundle read once per search.
 struct Bundles<'a> {
     storage: &'a dyn Storage,
     size: u64,
+    /// Entries [`Bundles::prefetch`] found in the storage's cache or read on their own.
+    entries: HashMap<u64, Bytes>,
+    /// Whole bundles, by their first index, for entries read one after another.
     read: HashMap<u64, Vec<Bytes>>,
 }
 
@@ -215,6 +281,7 @@ impl<'a> Bundles<'a> {
         Bundles {
             storage,
             size,
+            entries: HashMap::new(),
             read: HashMap::new(),
         }
     }
@@ -230,31 +297,59 @@ impl<'a> Bundles<'a> {
         })
     }
 
-    /// Reads the bundles of `indices` not read yet, several at a time.
+    /// Makes the entries of `indices` available: those in the storage's cache from there, the
+    /// others read on their own (not their whole bundles), all in one read.
     async fn prefetch(&mut self, indices: &[u64]) -> Result<()> {
-        let mut wanted: Vec<BundleId> = Vec::new();
+        let cache = self.storage.read_cache();
+        // By bundle: its id and the (position, index) of each entry wanted from it.
+        let mut wanted: BTreeMap<u64, (BundleId, Vec<(usize, u64)>)> = BTreeMap::new();
         for &index in indices {
-            let (bundle, _) = self.locate(index)?;
+            let (bundle, position) = self.locate(index)?;
             let base = bundle_base(bundle);
-            if !self.read.contains_key(&base) && wanted.last() != Some(&bundle) {
-                wanted.push(bundle);
+            if self.entries.contains_key(&index) || self.read.contains_key(&base) {
+                continue;
             }
+            if let Some(body) = cache.and_then(|cache| cache.entry(index)) {
+                self.entries.insert(index, body);
+                continue;
+            }
+            wanted
+                .entry(base)
+                .or_insert((bundle, Vec::new()))
+                .1
+                .push((position, index));
         }
-        let storage = self.storage;
-        let read: Vec<(u64, Vec<Bytes>)> = futures::stream::iter(wanted)
-            .map(|bundle| async move {
-                read_bundle(storage, bundle)
-                    .await
-                    .map(|entries| (bundle_base(bundle), entries))
-            })
-            .buffered(READS_IN_FLIGHT)
-            .try_collect()
-            .await?;
-        self.read.extend(read);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        // The positions ascending and distinct, as `read_bundle_entries` wants them.
+        let mut reads = Vec::with_capacity(wanted.len());
+        let mut order = Vec::with_capacity(wanted.len());
+        for (bundle, mut pairs) in wanted.into_values() {
+            pairs.sort_unstable();
+            pairs.dedup();
+            reads.push((
+                bundle,
+                pairs.iter().map(|(position, _)| *position).collect(),
+            ));
+            order.push(
+                pairs
+                    .into_iter()
+                    .map(|(_, index)| index)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let read = read_entries(self.storage, reads).await?;
+        for (indices, entries) in order.into_iter().zip(read) {
+            self.entries.extend(indices.into_iter().zip(entries));
+        }
         Ok(())
     }
 
     async fn entry(&mut self, index: u64) -> Result<Bytes> {
+        if let Some(body) = self.entries.get(&index) {
+            return Ok(body.clone());
+        }
         let (bundle, position) = self.locate(index)?;
         let base = bundle_base(bundle);
         if !self.read.contains_key(&base) {

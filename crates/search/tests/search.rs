@@ -455,3 +455,131 @@ async fn proven_entry_reads_any_entry_with_a_verified_proof_in_older_and_newer_t
     assert!(matches!(err, SearchError::Proof { .. }), "{err}");
     log.log.shutdown().await;
 }
+
+/// Memory storage that counts the objects read through it, and shares its cache.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<MemoryStorage>,
+    reads: std::sync::Mutex<Vec<String>>,
+}
+
+impl Counting {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.reads.lock().unwrap())
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for Counting {
+    async fn write_objects(
+        &self,
+        objects: Vec<rekor_storage::Object>,
+    ) -> rekor_storage::Result<()> {
+        self.inner.write_objects(objects).await
+    }
+    async fn read(&self, path: &str) -> rekor_storage::Result<Bytes> {
+        self.reads.lock().unwrap().push(path.to_string());
+        self.inner.read(path).await
+    }
+    async fn read_checkpoint(&self) -> rekor_storage::Result<Option<rekor_storage::Versioned>> {
+        self.inner.read_checkpoint().await
+    }
+    async fn write_checkpoint(
+        &self,
+        data: Bytes,
+        expected: Option<&rekor_storage::ObjectVersion>,
+    ) -> rekor_storage::Result<rekor_storage::ObjectVersion> {
+        self.inner.write_checkpoint(data, expected).await
+    }
+    async fn delete_partials(&self, paths: Vec<String>) -> rekor_storage::Result<()> {
+        self.inner.delete_partials(paths).await
+    }
+    fn read_cache(&self) -> Option<&rekor_storage::ReadCache> {
+        self.inner.read_cache()
+    }
+}
+
+#[tokio::test]
+async fn kept_tiles_and_entries_serve_later_pages_and_grown_trees_and_never_skip_a_check() {
+    let log = TestLog::open().await;
+    // Two full bundles and level-0 tiles, and a partial third.
+    let older = log.add(0..600).await;
+    let index = Arc::new(MemorySearchIndex::default());
+    let indexer = Indexer::new(log.storage.clone(), index.clone());
+    indexer.catch_up(older.size).await.unwrap();
+    let counting = Counting {
+        inner: log.storage.clone(),
+        reads: std::sync::Mutex::new(Vec::new()),
+    };
+    let term = key_term(1);
+    let page = |tree: SearchTree| {
+        let counting = &counting;
+        let index = index.clone();
+        let term = term.clone();
+        async move {
+            search(counting, index.as_ref(), tree, &term, 0, 1000)
+                .await
+                .map(|page| page.entries)
+        }
+    };
+    let check = |tree: SearchTree, entries: &[rekor_search::FoundEntry]| {
+        let expected = log.expected(tree.size, |i| i % 2 == 1);
+        assert_eq!(
+            entries.iter().map(|e| e.index).collect::<Vec<_>>(),
+            expected
+        );
+        for e in entries {
+            assert_eq!(e.body, log.body(e.index));
+            verify_inclusion(
+                &leaf_hash(&e.body),
+                LeafIndex::new(e.index),
+                TreeSize::new(tree.size),
+                &e.proof,
+                &tree.root,
+            )
+            .unwrap();
+        }
+    };
+
+    // Cold: every bundle and tile is read; then the full tiles and the entries are kept.
+    check(older, &page(older).await.unwrap());
+    let cold = counting.take();
+    assert!(cold.iter().any(|p| p == "tile/0/000"), "{cold:?}");
+    assert!(cold.iter().any(|p| p == "tile/entries/000"), "{cold:?}");
+    let (tile_bytes, entry_bytes) = log.storage.read_cache().unwrap().held_bytes();
+    assert!(tile_bytes > 0 && entry_bytes > 0);
+
+    // Warm, same tree: nothing is read (the edge's partial tiles are kept at their width).
+    check(older, &page(older).await.unwrap());
+    let warm = counting.take();
+    assert!(warm.is_empty(), "{warm:?}");
+
+    // The log grows: tile 2 becomes full, the level-1 tile wider. Proofs into the grown tree
+    // use the kept full tiles with the new edge, and still verify; the older tree too.
+    let newer = log.add(600..1000).await;
+    indexer.catch_up(newer.size).await.unwrap();
+    check(newer, &page(newer).await.unwrap());
+    let grown = counting.take();
+    assert!(
+        !grown.iter().any(|p| p == "tile/0/000" || p == "tile/0/001"),
+        "{grown:?}"
+    );
+    assert!(grown.iter().any(|p| p == "tile/0/002"), "{grown:?}");
+    // The grown tree's edge is read, not served from the older tree's.
+    assert!(
+        grown.iter().any(|p| p.starts_with("tile/1/000.p/")),
+        "{grown:?}"
+    );
+    check(older, &page(older).await.unwrap());
+    check(newer, &page(newer).await.unwrap());
+
+    // A root the tiles do not lead to is refused, warm cache or not, and leaves it sound.
+    let wrong = SearchTree {
+        size: newer.size,
+        root: older.root,
+    };
+    let err = page(wrong).await.unwrap_err();
+    assert!(matches!(err, SearchError::Proof { .. }), "{err}");
+    check(newer, &page(newer).await.unwrap());
+    log.log.shutdown().await;
+}

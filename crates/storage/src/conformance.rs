@@ -38,6 +38,65 @@ pub async fn storage_suite(storage: &dyn Storage) {
     assert_eq!(storage.read(&tile.path).await.unwrap(), tile.data);
     storage.write_objects(Vec::new()).await.unwrap();
 
+    // Several reads at once: one answer per path, in order, each as `read` answers it.
+    let many = storage
+        .read_many(vec![
+            bundle.path.clone(),
+            "tile/0/x009/999".to_string(),
+            tile.path.clone(),
+        ])
+        .await;
+    assert_eq!(many.len(), 3);
+    assert_eq!(many[0].as_ref().unwrap(), &bundle.data);
+    assert!(matches!(many[1], Err(Error::NotFound { .. })));
+    assert_eq!(many[2].as_ref().unwrap(), &tile.data);
+    assert!(storage.read_many(Vec::new()).await.is_empty());
+
+    // Entries of bundles: the wanted ones, in order; fewer when the bundle ends first (here
+    // inside its third entry); NotFound for a missing bundle.
+    let three = Object::new(
+        "tile/entries/001.p/3",
+        vec![0u8, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z', 0, 9, b'!'],
+    );
+    storage.write_objects(vec![three.clone()]).await.unwrap();
+    let read = |path: &str, positions: Vec<usize>| crate::BundleRead {
+        path: path.to_string(),
+        positions,
+    };
+    let answers = storage
+        .read_bundle_entries(vec![
+            read(&three.path, vec![0, 2]),
+            read(&three.path, vec![1]),
+            read("tile/entries/002", vec![0]),
+            read(&three.path, vec![2, 3]),
+            read(&three.path, vec![]),
+        ])
+        .await;
+    assert_eq!(answers.len(), 5);
+    assert_eq!(
+        answers[0].as_ref().unwrap(),
+        &[Bytes::from_static(b"ab"), Bytes::from_static(b"xyz")]
+    );
+    assert_eq!(answers[1].as_ref().unwrap(), &[Bytes::new()]);
+    assert!(matches!(answers[2], Err(Error::NotFound { .. })));
+    assert_eq!(
+        answers[3].as_ref().unwrap(),
+        &[Bytes::from_static(b"xyz")],
+        "the fourth entry is cut short"
+    );
+    assert!(answers[4].as_ref().unwrap().is_empty());
+    // Many reads at once (a backend may split them): still one answer each, in order.
+    let expected = [&b"ab"[..], b"", b"xyz"];
+    let many = (0..40).map(|i| read(&three.path, vec![i % 3])).collect();
+    let answers = storage.read_bundle_entries(many).await;
+    assert_eq!(answers.len(), 40);
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(
+            answer.as_ref().unwrap(),
+            &[Bytes::from_static(expected[i % 3])]
+        );
+    }
+
     // Superseded partials can be deleted, missing ones too; nothing else can.
     let full = Object::new("tile/entries/000", vec![0u8, 1, 42, 0, 1, 43]);
     storage.write_objects(vec![full.clone()]).await.unwrap();

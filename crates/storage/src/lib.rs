@@ -40,6 +40,7 @@ pub mod memory;
 mod packed;
 #[cfg(feature = "posix")]
 pub mod posix;
+mod read_cache;
 pub mod search;
 
 #[cfg(any(test, feature = "testing"))]
@@ -54,7 +55,12 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 pub use error::{BoxError, Error, Result};
+pub use read_cache::{DEFAULT_ENTRY_BYTES, DEFAULT_TILE_NODES_BYTES, ReadCache};
 pub use search::{MAX_LOOKUP, MemorySearchIndex, Posting, SearchIndex, StoredPosting};
+
+/// How many reads the default [`Storage::read_many`] keeps in flight: enough to overlap the
+/// round trips of an object store, few enough not to queue behind each other.
+pub const READ_MANY_IN_FLIGHT: usize = 8;
 
 /// The path of the checkpoint object, relative to the storage root.
 pub const CHECKPOINT_PATH: &str = "checkpoint";
@@ -156,6 +162,51 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// Reads an object by path. A missing object is [`Error::NotFound`].
     async fn read(&self, path: &str) -> Result<Bytes>;
 
+    /// Reads several objects: one answer per path, in the order asked, each what
+    /// [`Storage::read`] would answer for it (one failure does not fail the others).
+    ///
+    /// The default keeps [`READ_MANY_IN_FLIGHT`] reads in flight. A backend whose reads each
+    /// block a thread (POSIX) does them all in one hand-off to the blocking pool instead: a
+    /// search page reads about 200 objects, and a hand-off per read cost more than the reads.
+    async fn read_many(&self, paths: Vec<String>) -> Vec<Result<Bytes>> {
+        use futures::StreamExt as _;
+        futures::stream::iter(paths)
+            .map(|path| async move { self.read(&path).await })
+            .buffered(READ_MANY_IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    /// Reads some entries of entry bundles: for each of `reads`, the entries at its
+    /// `positions` (ascending), in that order, as small buffers of their own. A bundle is
+    /// C2SP tlog-tiles' encoding: each entry a 2-byte big-endian length, then its bytes.
+    ///
+    /// One answer per read, in order: [`Error::NotFound`] for a missing bundle, as
+    /// [`Storage::read`] would answer; otherwise the wanted entries the bundle holds, so fewer
+    /// than asked if it ends first (an entry cut short by the end of the object, and all after
+    /// it, are not returned). Nothing past the last wanted entry is looked at, so a bundle's
+    /// tail is not validated; the caller proves each entry it uses against the tree.
+    ///
+    /// The default reads each whole bundle with [`Storage::read_many`]. The POSIX backend reads
+    /// each file only up to its last wanted entry, all in one hand-off: a search page wants
+    /// one entry from each of about 100 bundles of about 256 entries.
+    async fn read_bundle_entries(&self, reads: Vec<BundleRead>) -> Vec<Result<Vec<Bytes>>> {
+        let paths = reads.iter().map(|read| read.path.clone()).collect();
+        let objects = self.read_many(paths).await;
+        reads
+            .into_iter()
+            .zip(objects)
+            .map(|(read, object)| object.map(|bytes| bundle_entries(&bytes, &read.positions)))
+            .collect()
+    }
+
+    /// The cache of decoded, immutable log content this storage keeps for readers that prove
+    /// entries from it, shared across calls and bounded in memory; `None` if it keeps none
+    /// (the default: wrappers and test doubles keep none).
+    fn read_cache(&self) -> Option<&ReadCache> {
+        None
+    }
+
     /// Reads the checkpoint and its version; `None` before the first checkpoint is published.
     async fn read_checkpoint(&self) -> Result<Option<Versioned>>;
 
@@ -185,6 +236,45 @@ pub trait Storage: Send + Sync + Debug + 'static {
     fn deletes_partials_itself(&self) -> bool {
         false
     }
+}
+
+/// Entries to read from one entry bundle ([`Storage::read_bundle_entries`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleRead {
+    /// The bundle's path (`tile/entries/...`).
+    pub path: String,
+    /// The positions of the entries wanted in it, ascending.
+    pub positions: Vec<usize>,
+}
+
+/// The entries of `bundle` (C2SP tlog-tiles encoding) at `positions` (ascending), as views
+/// into it; stops at the first position the bundle does not hold whole.
+#[must_use]
+pub fn bundle_entries(bundle: &Bytes, positions: &[usize]) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(positions.len());
+    let mut wanted = positions.iter().copied().peekable();
+    let mut rest: &[u8] = bundle;
+    let mut position = 0;
+    while let Some(&next) = wanted.peek() {
+        let Some((prefix, after)) = rest.split_first_chunk::<2>() else {
+            break;
+        };
+        let len = usize::from(u16::from_be_bytes(*prefix));
+        let Some((entry, following)) = after.split_at_checked(len) else {
+            break;
+        };
+        if position == next {
+            out.push(bundle.slice_ref(entry));
+            wanted.next();
+        } else if position > next {
+            // Not ascending: skip the position already passed.
+            wanted.next();
+            continue;
+        }
+        rest = following;
+        position += 1;
+    }
+    out
 }
 
 /// The dedup key of an entry: SHA-256 of its canonical bytes (not the RFC 6962 leaf hash).

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::{
-    CHECKPOINT_PATH, Coordinator, Error, Object, ObjectVersion, Result, SequenceLeaf,
+    CHECKPOINT_PATH, Coordinator, Error, Object, ObjectVersion, ReadCache, Result, SequenceLeaf,
     SequenceState, Storage, Versioned, check_object_path, check_partial_path,
 };
 
@@ -26,6 +26,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MemoryStorage {
     objects: Mutex<HashMap<String, Bytes>>,
     checkpoint: Mutex<Option<(Bytes, u64)>>,
+    /// Kept like a real backend's, so that what reads through the cache is tested against it.
+    read_cache: ReadCache,
 }
 
 #[async_trait]
@@ -46,6 +48,10 @@ impl Storage for MemoryStorage {
             map.insert(object.path, object.data);
         }
         Ok(())
+    }
+
+    fn read_cache(&self) -> Option<&ReadCache> {
+        Some(&self.read_cache)
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {

@@ -71,6 +71,6 @@ pub use error::{BundleError, PathError, ProofError, TileReadError};
 pub use hash::{HASH_SIZE, Hash, empty_root, leaf_hash, node_hash};
 pub use memory::MemoryTree;
 pub use path::{MAX_TILE_PATH_LEN, TilePath};
-pub use proof::{Prover, consistency_proof, inclusion_proof, tree_root};
+pub use proof::{Prover, TileNodes, consistency_proof, inclusion_proof, tree_root};
 pub use tile::{Tile, TileMap, TileReader, TileRecorder};
 pub use verify::{verify_consistency, verify_inclusion};

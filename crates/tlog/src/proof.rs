@@ -4,10 +4,11 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
+    sync::Arc,
 };
 
 use crate::{
-    Hash, LeafIndex, ProofError, TileId, TileIndex, TileLevel, TileReader, TreeSize,
+    Hash, LeafIndex, ProofError, TileId, TileIndex, TileLevel, TileReader, TileWidth, TreeSize,
     coords::{low_byte, tile_width_at},
     empty_root, node_hash,
 };
@@ -51,17 +52,26 @@ impl Hasher for CoordinateHasher {
 }
 
 type TileCache =
-    HashMap<(TileLevel, TileIndex), ExpandedTile, BuildHasherDefault<CoordinateHasher>>;
+    HashMap<(TileLevel, TileIndex), Arc<TileNodes>, BuildHasherDefault<CoordinateHasher>>;
 
-/// A tile with every internal node of its 8 levels computed: `nodes[r][j]` is the hash of the
-/// perfect subtree over tile hashes `j·2^r .. (j+1)·2^r`.
-#[derive(Debug)]
-struct ExpandedTile {
+/// A hash tile with every inner node of its 8 levels computed: row `r` holds the hashes of the
+/// perfect subtrees over tile hashes `j·2^r .. (j+1)·2^r`.
+///
+/// Expanding a tile costs about 255 SHA-256 computations, the bulk of an inclusion proof's
+/// work. A full tile never changes, so its nodes can be kept across provers and tree sizes
+/// ([`Prover::insert_nodes`], [`Prover::expanded`]); a partial tile's nodes are only valid for
+/// the width they were computed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileNodes {
+    width: TileWidth,
     nodes: Vec<Vec<Hash>>,
 }
 
-impl ExpandedTile {
-    fn new(row: &[Hash]) -> Self {
+impl TileNodes {
+    /// Expands the first `width` hashes of `row`; `None` if `row` holds fewer.
+    #[must_use]
+    pub fn new(width: TileWidth, row: &[Hash]) -> Option<Self> {
+        let row = row.get(..width.to_usize())?;
         let mut nodes = Vec::with_capacity(usize::from(crate::TILE_HEIGHT));
         nodes.push(row.to_vec());
         for _ in 1..crate::TILE_HEIGHT {
@@ -79,7 +89,20 @@ impl ExpandedTile {
                 .unwrap_or_default();
             nodes.push(next);
         }
-        ExpandedTile { nodes }
+        Some(TileNodes { width, nodes })
+    }
+
+    /// The number of tile hashes expanded.
+    #[must_use]
+    pub fn width(&self) -> TileWidth {
+        self.width
+    }
+
+    /// The bytes of hashes held (about 16 KiB for a full tile), for callers that bound a
+    /// cache of expanded tiles by memory.
+    #[must_use]
+    pub fn hashes_size(&self) -> usize {
+        self.nodes.iter().map(Vec::len).sum::<usize>() * crate::HASH_SIZE
     }
 
     fn node(&self, height_in_tile: u8, position: usize) -> Option<Hash> {
@@ -132,6 +155,27 @@ impl<'r, R: TileReader + ?Sized> Prover<'r, R> {
     #[must_use]
     pub fn size(&self) -> TreeSize {
         TreeSize::new(self.size)
+    }
+
+    /// Gives the prover tile `id` already expanded (kept from an earlier prover), so that it
+    /// neither reads nor hashes that tile. Returns whether the nodes were taken: only if
+    /// `id.width` and the nodes' width are the tile's width at this tree size (a full tile's
+    /// nodes serve every tree that holds the whole tile; a partial tile's, only its own width).
+    pub fn insert_nodes(&mut self, id: TileId, nodes: Arc<TileNodes>) -> bool {
+        let needed = tile_width_at(id.level, id.index, TreeSize::new(self.size));
+        if needed != Some(id.width) || nodes.width() != id.width {
+            return false;
+        }
+        self.tiles.insert((id.level, id.index), nodes);
+        true
+    }
+
+    /// The tiles this prover holds expanded (read, or given by [`Prover::insert_nodes`]), each
+    /// with its id at this tree size, so that a caller may keep the full ones.
+    pub fn expanded(&self) -> impl Iterator<Item = (TileId, &Arc<TileNodes>)> {
+        self.tiles
+            .iter()
+            .map(|(&(level, index), nodes)| (TileId::new(level, index, nodes.width()), nodes))
     }
 
     /// The root hash of the tree (RFC 9162 §2.1.1 MTH).
@@ -309,13 +353,11 @@ impl<'r, R: TileReader + ?Sized> Prover<'r, R> {
         };
         let tile = TileId::new(level, index, width);
         let hashes = self.reader.read_tile(level, index, width)?;
-        let row = hashes
-            .get(..width.to_usize())
-            .ok_or(ProofError::ShortTile {
-                tile,
-                len: hashes.len(),
-            })?;
-        self.tiles.insert((level, index), ExpandedTile::new(row));
+        let nodes = TileNodes::new(width, &hashes).ok_or(ProofError::ShortTile {
+            tile,
+            len: hashes.len(),
+        })?;
+        self.tiles.insert((level, index), Arc::new(nodes));
         Ok(())
     }
 }
@@ -389,6 +431,49 @@ mod tests {
                 Hash(bytes)
             })
             .collect()
+    }
+
+    #[test]
+    fn kept_tile_nodes_serve_a_grown_tree_and_partial_ones_only_their_width() {
+        let all = leaves(1000);
+        let reference: MemoryTree = all.iter().copied().collect();
+        let mut builder = TreeBuilder::new();
+        let small: TileMap = builder.append(&all[..600]).into_iter().collect();
+        let mut earlier = Prover::new(TreeSize::new(600), &small);
+        for index in [0, 300, 599] {
+            earlier.inclusion_proof(LeafIndex::new(index)).unwrap();
+        }
+        let kept: Vec<(TileId, Arc<TileNodes>)> = earlier
+            .expanded()
+            .map(|(id, nodes)| (id, Arc::clone(nodes)))
+            .collect();
+        assert!(kept.iter().any(|(id, _)| id.is_full()));
+        assert!(kept.iter().any(|(id, _)| !id.is_full()));
+
+        // The grown tree's own tiles, without the full level-0 tiles the kept nodes stand for.
+        let mut grown = TileMap::new();
+        grown.extend(small.tiles().cloned());
+        grown.extend(builder.append(&all[600..]));
+        for (id, _) in kept.iter().filter(|(id, _)| id.is_full()) {
+            grown.remove(id.level, id.index);
+        }
+        let size = TreeSize::new(1000);
+        let mut prover = Prover::new(size, &grown);
+        for (id, nodes) in &kept {
+            // Full nodes are taken; the 600-tree's partial tiles are narrower than this tree's.
+            assert_eq!(prover.insert_nodes(*id, Arc::clone(nodes)), id.is_full());
+        }
+        for index in [0, 255, 300, 599, 999] {
+            let leaf = LeafIndex::new(index);
+            assert_eq!(
+                prover.inclusion_proof(leaf).unwrap(),
+                reference.inclusion_proof(leaf, size).unwrap()
+            );
+        }
+        // Nodes whose width does not match their id are refused.
+        let (full_id, full_nodes) = kept.iter().find(|(id, _)| id.is_full()).unwrap();
+        let narrow = TileId::new(full_id.level, full_id.index, TileWidth::new(7).unwrap());
+        assert!(!prover.insert_nodes(narrow, Arc::clone(full_nodes)));
     }
 
     #[test]

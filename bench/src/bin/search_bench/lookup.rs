@@ -235,6 +235,10 @@ fn form_encode(value: &str) -> String {
 /// The results of one class of queries.
 pub(crate) struct ClassResult {
     pub(crate) latency: Latency,
+    /// The timed queries whose term had not been asked before in this class (nor in its
+    /// warm-up): what a server's caches have not seen for that term, though other terms may
+    /// share its tiles. `None` when every term had been asked before.
+    pub(crate) first_asked: Option<Latency>,
     /// Answers that did not hold what they must (status, count, terms, order).
     pub(crate) wrong: usize,
     /// The first wrong answer's description.
@@ -249,11 +253,15 @@ pub(crate) fn run_class(
     queries: &[Query],
     limit: Duration,
 ) -> anyhow::Result<ClassResult> {
+    let mut asked = std::collections::HashSet::new();
     for query in warmup {
-        client.get(&query.path()).context("a warm-up query")?;
+        let path = query.path();
+        client.get(&path).context("a warm-up query")?;
+        asked.insert(path);
     }
     let started = Instant::now();
     let mut samples = Vec::with_capacity(queries.len());
+    let mut first_samples = Vec::new();
     let mut wrong = 0;
     let mut first_wrong = None;
     let mut bytes = 0usize;
@@ -261,18 +269,24 @@ pub(crate) fn run_class(
         let path = query.path();
         let sent = Instant::now();
         let (status, body) = client.get(&path).with_context(|| format!("GET {path}"))?;
-        samples.push(sent.elapsed());
+        let took = sent.elapsed();
+        samples.push(took);
+        if !asked.contains(&path) {
+            first_samples.push(took);
+        }
         bytes += body.len();
         if let Err(problem) = check(query, status, &body) {
             wrong += 1;
             first_wrong.get_or_insert_with(|| format!("GET {path}: {problem}"));
         }
+        asked.insert(path);
         if started.elapsed() > limit {
             bail!("the queries took more than {limit:?}");
         }
     }
     Ok(ClassResult {
         latency: Latency::of(samples),
+        first_asked: (!first_samples.is_empty()).then(|| Latency::of(first_samples)),
         wrong,
         first_wrong,
         mean_bytes: bytes / queries.len().max(1),

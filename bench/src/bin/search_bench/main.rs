@@ -269,6 +269,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 result.mean_bytes,
                 result.wrong
             ));
+            if let Some(first) = &result.first_asked {
+                say(format!(
+                    "    of which {} asked a term for the first time: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+                    first.count,
+                    ms(first.p50),
+                    ms(first.p90),
+                    ms(first.p99),
+                    ms(first.max)
+                ));
+            }
             if let Some(first) = &result.first_wrong {
                 say(format!("    first wrong answer: {first}"));
             }

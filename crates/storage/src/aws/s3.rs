@@ -15,8 +15,8 @@ use object_store::{
 
 use super::{AwsError, S3_BACKEND};
 use crate::{
-    CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
-    check_object_path, check_partial_path,
+    CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, ReadCache, Result, Storage,
+    Versioned, check_object_path, check_partial_path,
 };
 
 /// How many times a create-only write is retried when S3 reports a conflict but the object is
@@ -125,6 +125,9 @@ impl S3Config {
 pub struct S3Storage {
     store: Arc<AmazonS3>,
     config: Arc<S3Config>,
+    /// Decoded tiles and entries kept for readers that prove entries (searches): each read
+    /// here is a GET.
+    read_cache: Arc<ReadCache>,
 }
 
 fn object_path(path: &str) -> Result<Path> {
@@ -197,6 +200,7 @@ impl S3Storage {
         Ok(S3Storage {
             store: Arc::new(store),
             config: Arc::new(config),
+            read_cache: Arc::default(),
         })
     }
 
@@ -287,6 +291,10 @@ impl Storage for S3Storage {
                 .try_collect::<()>(),
         )
         .await
+    }
+
+    fn read_cache(&self) -> Option<&ReadCache> {
+        Some(&self.read_cache)
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {

@@ -1,5 +1,6 @@
 //! [`Storage`] on one GCS bucket, through the GCS JSON API.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,8 +15,8 @@ use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 
 use super::{DEFAULT_TIMEOUT, GCS, GcpError};
 use crate::{
-    CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, Result, Storage, Versioned,
-    check_object_path, check_partial_path,
+    CHECKPOINT_PATH, Error, Object, ObjectKind, ObjectVersion, ReadCache, Result, Storage,
+    Versioned, check_object_path, check_partial_path,
 };
 
 /// The standard variable that points GCS clients at an emulator (`host:port` or a URL).
@@ -74,6 +75,9 @@ pub struct GcsStorage {
     client: Client,
     bucket: String,
     timeout: Duration,
+    /// Decoded tiles and entries kept for readers that prove entries (searches): each read
+    /// here is a GET.
+    read_cache: Arc<ReadCache>,
 }
 
 impl std::fmt::Debug for GcsStorage {
@@ -108,6 +112,7 @@ impl GcsStorage {
             client: Client::new(client_config),
             bucket: config.bucket,
             timeout: config.request_timeout,
+            read_cache: Arc::default(),
         })
     }
 
@@ -257,6 +262,10 @@ impl Storage for GcsStorage {
             .buffer_unordered(MAX_CONCURRENT_UPLOADS)
             .try_collect::<()>()
             .await
+    }
+
+    fn read_cache(&self) -> Option<&ReadCache> {
+        Some(&self.read_cache)
     }
 
     async fn read(&self, path: &str) -> Result<Bytes> {

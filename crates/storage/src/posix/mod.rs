@@ -48,8 +48,8 @@ pub use sync::DEFAULT_SYNC_INTERVAL;
 use sync::{SyncTracker, sync_dir};
 
 use crate::{
-    CHECKPOINT_PATH, Error, Object, ObjectVersion, Result, Storage, Versioned, check_object_path,
-    check_partial_path,
+    BundleRead, CHECKPOINT_PATH, Error, Object, ObjectVersion, ReadCache, Result, Storage,
+    Versioned, check_object_path, check_partial_path, read_cache::Bounded,
 };
 
 const BACKEND: &str = "posix";
@@ -120,6 +120,8 @@ impl PosixBackend {
                 next_tmp: AtomicU64::new(0),
                 checkpoint_version: tokio::sync::Mutex::new(None),
                 tracker,
+                read_cache: ReadCache::default(),
+                bundle_bounds: Arc::new(Bounded::new(BUNDLE_BOUNDS_BYTES)),
                 _lock: lock,
             }),
             coordinator: Arc::new(coordinator),
@@ -196,6 +198,10 @@ pub struct PosixStorage {
     checkpoint_version: tokio::sync::Mutex<Option<Option<ObjectVersion>>>,
     /// Objects written but not yet fsynced.
     tracker: Arc<SyncTracker>,
+    /// Decoded tiles and entries kept for readers that prove entries (searches).
+    read_cache: ReadCache,
+    /// Where the entries of bundle files read before start and end: see [`BundleBounds`].
+    bundle_bounds: Arc<Bounded<String, BundleBounds>>,
     _lock: Arc<File>,
 }
 
@@ -203,6 +209,42 @@ impl PosixStorage {
     /// The storage root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Reads `reads` ([`Storage::read_bundle_entries`]) on one blocking thread, started now.
+    fn bundle_entries_task(
+        &self,
+        reads: Vec<BundleRead>,
+    ) -> impl std::future::Future<Output = Vec<Result<Vec<Bytes>>>> + use<> {
+        let root = self.root.clone();
+        let count = reads.len();
+        let bounds = Arc::clone(&self.bundle_bounds);
+        let task = tokio::task::spawn_blocking(move || {
+            reads
+                .iter()
+                .map(|read| {
+                    check_object_path(&read.path)?;
+                    let known = bounds.get(&read.path);
+                    let file = root.join(&read.path);
+                    match read_bundle_file(&file, &read.positions, known.as_deref()) {
+                        Ok((entries, Some(learned))) => {
+                            let size = learned.len() * 4;
+                            bounds.insert(read.path.clone(), Arc::new(learned), size, true);
+                            Ok(entries)
+                        }
+                        Ok((entries, None)) => Ok(entries),
+                        Err(e) => {
+                            // The file did not match what was learned of it (it cannot change
+                            // under its path, but a damaged one may be rewritten at a start):
+                            // forget it, and read it afresh next time.
+                            bounds.remove(&read.path);
+                            read_answer(&read.path, Err(e))
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        async move { answers_or_failed(task.await, count) }
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -336,6 +378,151 @@ fn content_version(data: &[u8]) -> ObjectVersion {
     ObjectVersion(format!("{hash:016x}"))
 }
 
+/// The answers of a blocking task that read `count` objects, or, if it panicked or was
+/// cancelled, a failure for each, as it would have failed each read.
+fn answers_or_failed<T>(
+    read: std::result::Result<Vec<Result<T>>, tokio::task::JoinError>,
+    count: usize,
+) -> Vec<Result<T>> {
+    match read {
+        Ok(answers) => answers,
+        Err(e) => {
+            let message = e.to_string();
+            (0..count)
+                .map(|_| {
+                    Err(Error::Other {
+                        backend: BACKEND,
+                        source: message.clone().into(),
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Bundle reads one blocking thread does before they are split between two.
+const SPLIT_BUNDLE_READS: usize = 16;
+
+/// How much of a bundle file is read at a time when scanning it: a few entries' worth, so a
+/// file is read little past its last wanted entry.
+const BUNDLE_READ_CHUNK: usize = 16 * 1024;
+
+/// The memory for [`BundleBounds`]: about 16,000 bundles' (4 million entries) at most 1 KiB each.
+const BUNDLE_BOUNDS_BYTES: usize = 16 << 20;
+
+/// What a scan of a bundle file learned: `bounds[i]` is where entry `i` starts (its length
+/// prefix) and `bounds[i + 1]` where it ends, for the entries scanned so far. A bundle file
+/// never changes under its path (create-only), so a later read of an entry already passed is
+/// one positioned read of its own bytes instead of a scan through the entries before it.
+type BundleBounds = Arc<Vec<u32>>;
+
+/// The entries at `positions` (ascending) of the entry bundle file at `path`, each in a
+/// buffer of its own, reading the file no further than the last of them; fewer if the file
+/// ends first (see [`Storage::read_bundle_entries`]). Entries within `known` bounds are read
+/// directly; beyond them the file is scanned from the last known bound, and the bounds learned
+/// are returned (`None` if none were).
+///
+/// # Errors
+///
+/// A failed read, or [`io::ErrorKind::InvalidData`] if the file does not match `known`.
+fn read_bundle_file(
+    path: &Path,
+    positions: &[usize],
+    known: Option<&Vec<u32>>,
+) -> io::Result<(Vec<Bytes>, Option<Vec<u32>>)> {
+    use std::io::Seek as _;
+    use std::os::unix::fs::FileExt as _;
+
+    let file = File::open(path)?;
+    let mut out = Vec::with_capacity(positions.len());
+    let mut bounds: Vec<u32> = known.map_or_else(|| vec![0], |known| known.clone());
+    let learned_from = bounds.len();
+    let mut reader: Option<io::BufReader<&File>> = None;
+    for &wanted in positions {
+        // A known entry: one read of its prefix and bytes, the prefix checked against the bounds.
+        if let (Some(&start), Some(&end)) = (bounds.get(wanted), bounds.get(wanted + 1)) {
+            let len = end.checked_sub(start).and_then(|n| n.checked_sub(2));
+            let Some(len) = len.and_then(|n| u16::try_from(n).ok()) else {
+                return Err(io::Error::from(io::ErrorKind::InvalidData));
+            };
+            let mut entry = vec![0u8; usize::from(len) + 2];
+            // A file shorter than its bounds does not match them either.
+            file.read_exact_at(&mut entry, u64::from(start))
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+            if entry.get(..2) != Some(&len.to_be_bytes()[..]) {
+                return Err(io::Error::from(io::ErrorKind::InvalidData));
+            }
+            out.push(Bytes::from(entry).slice(2..));
+            continue;
+        }
+        // Beyond what is known: scan on from the last known bound.
+        let scan = match &mut reader {
+            Some(scan) => scan,
+            None => {
+                let mut scan = io::BufReader::with_capacity(BUNDLE_READ_CHUNK, &file);
+                let from = bounds.last().copied().unwrap_or(0);
+                scan.seek(io::SeekFrom::Start(u64::from(from)))?;
+                reader.insert(scan)
+            }
+        };
+        // Positions not ascending are skipped, so the answer comes up short.
+        while bounds.len() <= wanted + 1 {
+            let position = bounds.len() - 1;
+            let start = bounds.last().copied().unwrap_or(0);
+            let mut prefix = [0u8; 2];
+            if !read_whole(scan, &mut prefix)? {
+                // The file ends early: the last bound passed may lie beyond it, so keep none.
+                return Ok((out, None));
+            }
+            let len = u16::from_be_bytes(prefix);
+            if position == wanted {
+                let mut entry = vec![0u8; usize::from(len)];
+                if !read_whole(scan, &mut entry)? {
+                    // The file ends early: the last bound passed may lie beyond it, so keep none.
+                    return Ok((out, None));
+                }
+                out.push(Bytes::from(entry));
+            } else {
+                // Past the end is allowed: the next read then finds the end.
+                scan.seek_relative(i64::from(len))?;
+            }
+            // A bundle holds at most 256 entries of at most 65,537 bytes each: far below 4 GiB.
+            let Some(end) = start.checked_add(2 + u32::from(len)) else {
+                return Err(io::Error::from(io::ErrorKind::InvalidData));
+            };
+            bounds.push(end);
+        }
+    }
+    Ok((out, learned(bounds, learned_from)))
+}
+
+/// `bounds` if it learned more than the first `known` bounds.
+fn learned(bounds: Vec<u32>, known: usize) -> Option<Vec<u32>> {
+    (bounds.len() > known).then_some(bounds)
+}
+
+/// Fills `buf`; `false` if the reader ends first.
+fn read_whole(reader: &mut impl io::Read, buf: &mut [u8]) -> io::Result<bool> {
+    match reader.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`Storage::read`]'s answer for a file read of `path`.
+fn read_answer<T>(path: &str, read: io::Result<T>) -> Result<T> {
+    match read {
+        Ok(data) => Ok(data),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::NotFound { path: path.into() }),
+        // A path through a file (e.g. tile/0/000/001 when tile/0/000 is a tile) is simply absent.
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            Err(Error::NotFound { path: path.into() })
+        }
+        Err(e) => Err(PosixError::Io(e).into()),
+    }
+}
+
 #[async_trait]
 impl Storage for PosixStorage {
     async fn write_objects(&self, objects: Vec<Object>) -> Result<()> {
@@ -367,17 +554,47 @@ impl Storage for PosixStorage {
 
     async fn read(&self, path: &str) -> Result<Bytes> {
         check_object_path(path)?;
-        match tokio::fs::read(self.root.join(path)).await {
-            Ok(data) => Ok(Bytes::from(data)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                Err(Error::NotFound { path: path.into() })
-            }
-            // A path through a file (e.g. tile/0/000/001 when tile/0/000 is a tile) is simply absent.
-            Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
-                Err(Error::NotFound { path: path.into() })
-            }
-            Err(e) => Err(PosixError::Io(e).into()),
+        read_answer(path, tokio::fs::read(self.root.join(path)).await).map(Bytes::from)
+    }
+
+    async fn read_many(&self, paths: Vec<String>) -> Vec<Result<Bytes>> {
+        // One hand-off for all of them: each file read is short (the page cache, mostly), and
+        // a blocking-pool round trip per read cost more than the read.
+        let root = self.root.clone();
+        let count = paths.len();
+        let read = tokio::task::spawn_blocking(move || {
+            paths
+                .iter()
+                .map(|path| {
+                    check_object_path(path)?;
+                    read_answer(path, std::fs::read(root.join(path))).map(Bytes::from)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        answers_or_failed(read, count)
+    }
+
+    async fn read_bundle_entries(&self, mut reads: Vec<BundleRead>) -> Vec<Result<Vec<Bytes>>> {
+        // Few hand-offs, and each file read only up to its last wanted entry: a search page
+        // wants one entry from each of about 100 bundles, and reading whole bundles (about
+        // 150 KB each) was most of its cost. Past a few files the reads are split between two
+        // blocking threads, so a page not read before takes both cores of a small machine.
+        let second = if reads.len() > SPLIT_BUNDLE_READS {
+            let half = reads.split_off(reads.len() / 2);
+            Some(self.bundle_entries_task(half))
+        } else {
+            None
+        };
+        let mut answers = self.bundle_entries_task(reads).await;
+        if let Some(second) = second {
+            answers.extend(second.await);
         }
+        answers
+    }
+
+    fn read_cache(&self) -> Option<&ReadCache> {
+        Some(&self.read_cache)
     }
 
     async fn read_checkpoint(&self) -> Result<Option<Versioned>> {
@@ -455,6 +672,47 @@ impl Storage for PosixStorage {
 mod tests {
     use super::*;
     use crate::Coordinator;
+
+    #[test]
+    fn bundle_files_are_read_by_their_learned_bounds_and_a_mismatch_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle");
+        // Entries "ab", "", "xyz", "!".
+        fs::write(
+            &path,
+            [0, 2, b'a', b'b', 0, 0, 0, 3, b'x', b'y', b'z', 0, 1, b'!'],
+        )
+        .unwrap();
+        let (first, learned) = read_bundle_file(&path, &[1], None).unwrap();
+        assert_eq!(first, [Bytes::new()]);
+        let learned = learned.unwrap();
+        assert_eq!(learned, [0, 4, 6]);
+        // Known entries are read directly, the others scanned from the last known bound.
+        let (read, more) = read_bundle_file(&path, &[0, 1, 3], Some(&learned)).unwrap();
+        assert_eq!(
+            read,
+            [
+                Bytes::from_static(b"ab"),
+                Bytes::new(),
+                Bytes::from_static(b"!")
+            ]
+        );
+        assert_eq!(more.unwrap(), [0, 4, 6, 11, 14]);
+        // Nothing new learned: nothing returned to keep.
+        let (_, none) = read_bundle_file(&path, &[0], Some(&learned)).unwrap();
+        assert!(none.is_none());
+        // Past the end: fewer entries, and no bounds (the last may lie beyond the file).
+        let (short, none) = read_bundle_file(&path, &[3, 7], Some(&learned)).unwrap();
+        assert_eq!(short, [Bytes::from_static(b"!")]);
+        assert!(none.is_none());
+        // Bounds the file does not match are refused, never used to cut wrong bytes.
+        let wrong = vec![0, 3, 6];
+        let err = read_bundle_file(&path, &[0], Some(&wrong)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        let beyond = vec![0, 4, 6, 11, 40];
+        let err = read_bundle_file(&path, &[3], Some(&beyond)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[tokio::test]
     async fn posix_backend_passes_the_conformance_suite() {
