@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rekor_search::Indexer;
+use rekor_search::{Indexer, SearchTree};
+use rekor_tlog::Hash;
 use tokio_util::sync::CancellationToken;
 
 use crate::remote::RemoteLog;
@@ -50,17 +51,22 @@ pub async fn follow(
     }
 }
 
-/// One poll: accept the log's checkpoint and index every entry below its size. Returns the
-/// indexed size.
+/// One poll: accept the log's checkpoint and index every entry below its size, each bundle
+/// proven to be part of its tree first. Returns the indexed size.
 async fn step(log: &RemoteLog, indexer: &Indexer) -> Result<u64, rekor_search::SearchError> {
-    let size = match log.checkpoint().await? {
-        Some((_, checkpoint)) => checkpoint.size,
+    match log.checkpoint().await? {
+        Some((_, checkpoint)) => {
+            let tree = SearchTree {
+                size: checkpoint.size,
+                root: Hash(checkpoint.root),
+            };
+            indexer.catch_up_verified(tree).await
+        }
         None => {
             tracing::debug!("the log has published no checkpoint yet");
-            0
+            indexer.catch_up(0).await
         }
-    };
-    indexer.catch_up(size).await
+    }
 }
 
 /// The wait after `failures` failures in a row: the poll interval, doubled per further

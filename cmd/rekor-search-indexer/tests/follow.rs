@@ -441,3 +441,90 @@ async fn a_checkpoint_the_key_does_not_verify_is_never_indexed() -> anyhow::Resu
     );
     log.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_is_not_the_logs_is_never_indexed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let log_dir = dir.path().join("log");
+    let log = TestLog::start(&log_dir).await?;
+    let alice = ClientKey::generate(KeyKind::EcdsaP256)?;
+    let hidden = artifact("indexer bundle", 2)?;
+    for data in [
+        artifact("indexer bundle", 0)?,
+        artifact("indexer bundle", 1)?,
+        hidden.clone(),
+    ] {
+        log.log(&alice.hashed_rekord(&data)?).await?;
+    }
+    // The bundle of the 3-entry checkpoint, as a mirror that hides the last entry would serve
+    // it: that entry replaced by a copy of the first. It still decodes, and its hash tiles
+    // are the log's own.
+    let bundle_path = log_dir.join("tile/entries/000.p/3");
+    let genuine = std::fs::read(&bundle_path)?;
+    let entries =
+        rekor_tlog::decode_bundle_exact(&genuine, rekor_tlog::TileWidth::new(3).context("width")?)?;
+    ensure!(entries.len() == 3, "{} entries", entries.len());
+    let mut forged = Vec::new();
+    for entry in [entries[0], entries[1], entries[0]] {
+        forged.extend_from_slice(&u16::try_from(entry.len())?.to_be_bytes());
+        forged.extend_from_slice(entry);
+    }
+    std::fs::remove_file(&bundle_path)?;
+    std::fs::write(&bundle_path, &forged)?;
+
+    let index_dir = dir.path().join("index");
+    let log_url = log.tiles_url();
+    let vkey = log.vkey()?;
+    let indexer = IndexerProcess::start(&[
+        "--log-url",
+        log_url.as_str(),
+        "--log-vkey",
+        vkey.as_str(),
+        "--index-dir",
+        index_dir.to_str().context("utf-8 path")?,
+    ])?;
+    // The checkpoint is accepted (it is the log's), the bundle is refused, and nothing is
+    // indexed from it.
+    let deadline = Instant::now() + WAIT;
+    while indexer
+        .find(|f| {
+            f["message"] == "following the log failed; retrying"
+                && f["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("is not part of the log's tree of size 3"))
+        })
+        .is_none()
+    {
+        ensure!(
+            Instant::now() < deadline,
+            "the forged bundle was not refused:\n{}",
+            indexer.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(
+        indexer
+            .find(|f| f["message"] == "search index caught up with the log" && f["indexed"] != 0)
+            .is_none(),
+        "indexed from the forged bundle:\n{}",
+        indexer.stderr()
+    );
+    // The genuine bundle back: the next retry indexes all three, the hidden entry included.
+    std::fs::remove_file(&bundle_path)?;
+    std::fs::write(&bundle_path, &genuine)?;
+    indexer.wait_indexed(3).await?;
+    let http = HttpClient::new(indexer.address)?;
+    let digest = format!("sha256:{}", hex(&Sha256::digest(&hidden)));
+    let found = http.get(&format!("/api/v2/search?digest={digest}")).await?;
+    let found = found.expect_status(200)?;
+    let answer: Value = serde_json::from_str(&found.text())?;
+    let indices: Vec<&Value> = answer["entries"]
+        .as_array()
+        .context("entries")?
+        .iter()
+        .map(|entry| &entry["logIndex"])
+        .collect();
+    ensure!(indices == [&Value::from("2")], "found {indices:?}");
+    ensure!(indexer.stop()?.success());
+    log.stop().await
+}

@@ -49,6 +49,18 @@ pub enum SearchError {
         #[source]
         source: ProofError,
     },
+    /// An entry bundle's entries are not the log's: they do not hash to the subtree of the
+    /// checkpoint's tree they stand for (or its tiles could not prove it).
+    #[error("entry bundle {path} is not part of the log's tree of size {size}: {source}")]
+    BundleNotInTree {
+        /// The bundle's path.
+        path: String,
+        /// The tree size.
+        size: u64,
+        /// What failed.
+        #[source]
+        source: ProofError,
+    },
     /// The index is too far behind the checkpoint to answer completely now.
     #[error(
         "the search index covers {indexed} entries of {size}; it is catching up, retry shortly"

@@ -3,13 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rekor_entries::search::search_terms;
 use rekor_storage::{Error as StorageError, Posting, SearchIndex, Storage};
-use rekor_tlog::{BundleId, LeafIndex, TreeSize, bundle_for_leaf};
+use rekor_tlog::{
+    BundleId, Hash, LeafIndex, Prover, TileId, TileNodes, TileRecorder, TreeSize, bundle_for_leaf,
+    leaf_hash, verify_inclusion,
+};
 use tokio::sync::watch;
 
-use crate::error::Result;
-use crate::source::read_bundle;
+use crate::SearchTree;
+use crate::error::{Result, SearchError};
+use crate::source::{read_bundle, read_tiles};
 
 /// Entries per index commit: a multiple of 256, so every commit but the last of a catch-up
 /// ends at a full bundle.
@@ -38,10 +43,32 @@ impl Indexer {
     ///
     /// Storage and index failures, and bundles that do not decode. What was committed stays.
     pub async fn catch_up(&self, size: u64) -> Result<u64> {
+        self.catch_up_to(size, None).await
+    }
+
+    /// Indexes every entry below `tree.size` as [`Indexer::catch_up`] does, but only entries
+    /// proven to be in `tree` (a checkpoint whose signature the caller checked): before a range
+    /// is committed, every bundle read for it must hash to a subtree of `tree`'s root, proven
+    /// from the log's other tiles. For an index of a log this process does not run, whose
+    /// bundles may disagree with its tiles (a damaged or dishonest mirror).
+    ///
+    /// # Errors
+    ///
+    /// As [`Indexer::catch_up`], and [`SearchError::BundleNotInTree`] for a bundle that is not
+    /// the tree's; nothing of its range is committed.
+    pub async fn catch_up_verified(&self, tree: SearchTree) -> Result<u64> {
+        self.catch_up_to(tree.size, Some(tree.root)).await
+    }
+
+    async fn catch_up_to(&self, size: u64, root: Option<Hash>) -> Result<u64> {
         let mut from = self.index.indexed_size().await?;
         while from < size {
             let to = size.min((from / COMMIT_ENTRIES + 1) * COMMIT_ENTRIES);
-            let postings = self.postings(from, to, size).await?;
+            let bundles = self.bundles(from, to, size).await?;
+            if let Some(root) = root {
+                verify_bundles(self.storage.as_ref(), SearchTree { size, root }, &bundles).await?;
+            }
+            let postings = postings(&bundles, from, to);
             match self.index.append(from, to, postings).await {
                 Ok(()) => from = to,
                 // Another indexer committed first: carry on from where it is.
@@ -54,26 +81,20 @@ impl Indexer {
         Ok(from)
     }
 
-    /// The postings of entries `from..to`, read from the bundles of a tree of `size`.
-    async fn postings(&self, from: u64, to: u64, size: u64) -> Result<Vec<Posting>> {
-        let mut postings = Vec::new();
+    /// The bundles (at their width in a tree of `size`) that hold entries `from..to`, read.
+    async fn bundles(&self, from: u64, to: u64, size: u64) -> Result<Vec<(BundleId, Vec<Bytes>)>> {
+        let mut bundles = Vec::new();
         let mut next = from;
         while next < to {
-            let Some((bundle, first)) = bundle_for_leaf(LeafIndex::new(next), TreeSize::new(size))
+            let Some((bundle, _)) = bundle_for_leaf(LeafIndex::new(next), TreeSize::new(size))
             else {
                 break;
             };
             let entries = read_bundle(self.storage.as_ref(), bundle).await?;
-            let base = bundle_base(bundle);
-            for (index, entry) in (base..).zip(&entries).skip(first) {
-                if index >= to {
-                    break;
-                }
-                postings.extend(search_terms(entry).iter().map(|t| (t.index_key(), index)));
-            }
-            next = base + u64::from(bundle.width.get());
+            next = bundle_base(bundle) + u64::from(bundle.width.get());
+            bundles.push((bundle, entries));
         }
-        Ok(postings)
+        Ok(bundles)
     }
 
     /// Follows `sizes` (the sizes of published checkpoints) until the sender is dropped,
@@ -94,6 +115,82 @@ impl Indexer {
             }
         }
     }
+}
+
+/// The postings of entries `from..to`, from `bundles` (which hold them).
+fn postings(bundles: &[(BundleId, Vec<Bytes>)], from: u64, to: u64) -> Vec<Posting> {
+    let mut postings = Vec::new();
+    for (bundle, entries) in bundles {
+        let base = bundle_base(*bundle);
+        for (index, entry) in (base..).zip(entries) {
+            if (from..to).contains(&index) {
+                postings.extend(search_terms(entry).iter().map(|t| (t.index_key(), index)));
+            }
+        }
+    }
+    postings
+}
+
+/// Proves that each of `bundles` (each `id.width` entries, at its width in `tree`) is the
+/// subtree of `tree` it stands for. The level-0 tile of a bundle is computed from its own
+/// entries (their RFC 6962 leaf hashes), never read, so an inclusion proof of its first entry
+/// built from it and the log's other tiles verifies against `tree.root` only if the bundle's
+/// subtree root is the tree's node there, which (SHA-256 being collision resistant) makes
+/// every entry of the bundle the logged one. One proof per bundle, about 510 SHA-256 for a
+/// full one; the other tiles are read once for all of them.
+async fn verify_bundles(
+    storage: &dyn Storage,
+    tree: SearchTree,
+    bundles: &[(BundleId, Vec<Bytes>)],
+) -> Result<()> {
+    let size = TreeSize::new(tree.size);
+    let mut computed: Vec<(BundleId, TileId, Arc<TileNodes>, Hash)> = Vec::new();
+    for (bundle, entries) in bundles {
+        let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
+        let short = || SearchError::ShortBundle {
+            path: bundle.path(),
+            found: leaves.len(),
+            needed: bundle.width.to_usize(),
+        };
+        let nodes = TileNodes::new(bundle.width, &leaves).ok_or_else(short)?;
+        let first = *leaves.first().ok_or_else(short)?;
+        computed.push((*bundle, bundle.hash_tile(), Arc::new(nodes), first));
+    }
+    fn prover_with<'r, R: rekor_tlog::TileReader + ?Sized>(
+        size: TreeSize,
+        reader: &'r R,
+        computed: &[(BundleId, TileId, Arc<TileNodes>, Hash)],
+    ) -> Prover<'r, R> {
+        let mut prover = Prover::new(size, reader);
+        for (_, tile, nodes, _) in computed {
+            // Taken: the bundle's width is its level-0 tile's at this size.
+            prover.insert_nodes(*tile, Arc::clone(nodes));
+        }
+        prover
+    }
+    let recorder = TileRecorder::new();
+    {
+        let mut listing = prover_with(size, &recorder, &computed);
+        for (bundle, ..) in &computed {
+            // The recorder holds no tiles, so this fails; it only lists the other tiles needed.
+            let _ = listing.inclusion_proof(LeafIndex::new(bundle_base(*bundle)));
+        }
+    }
+    // The bundles' own level-0 tiles are not asked for: the prover holds them. A proof may
+    // still need another level-0 tile (the tree's right edge), read like the upper ones.
+    let tiles = read_tiles(storage, recorder.into_tile_ids()).await?;
+    let mut prover = prover_with(size, &tiles, &computed);
+    for (bundle, _, _, first) in &computed {
+        let leaf = LeafIndex::new(bundle_base(*bundle));
+        let not_in_tree = |source| SearchError::BundleNotInTree {
+            path: bundle.path(),
+            size: tree.size,
+            source,
+        };
+        let proof = prover.inclusion_proof(leaf).map_err(not_in_tree)?;
+        verify_inclusion(first, leaf, size, &proof, &tree.root).map_err(not_in_tree)?;
+    }
+    Ok(())
 }
 
 /// The index of a bundle's first entry.

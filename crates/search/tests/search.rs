@@ -199,6 +199,33 @@ async fn every_match_in_order_across_pages_bundles_and_the_unindexed_tail() {
 }
 
 #[tokio::test]
+async fn a_verified_catch_up_indexes_only_bundles_of_the_signed_tree() {
+    let log = TestLog::open().await;
+    let small = log.add(0..300).await;
+    let index = Arc::new(MemorySearchIndex::default());
+    let indexer = Indexer::new(log.storage.clone(), index.clone());
+    // A root that is not the tree's: the first bundle read is refused, nothing committed.
+    let mut wrong = small;
+    wrong.root.0[0] ^= 1;
+    match indexer.catch_up_verified(wrong).await {
+        Err(SearchError::BundleNotInTree { path, size, .. }) => {
+            assert_eq!((path.as_str(), size), ("tile/entries/000", 300));
+        }
+        other => panic!("a wrong root was accepted: {other:?}"),
+    }
+    assert_eq!(index.indexed_size().await.unwrap(), 0);
+    // The signed tree: a full bundle and a partial one, proven through the level-1 tile.
+    assert_eq!(indexer.catch_up_verified(small).await.unwrap(), 300);
+    // Grown past the next tiles and beyond one commit: the partial bundle indexed before is
+    // read again, full now, and proven into the larger tree, as is every later one.
+    let grown = log.add(300..5000).await;
+    assert_eq!(indexer.catch_up_verified(grown).await.unwrap(), 5000);
+    let found = all_pages(&log, index.as_ref(), grown, &digest_term(4), 1000).await;
+    assert_eq!(found, log.expected(5000, |i| i % 7 == 4));
+    log.log.shutdown().await;
+}
+
+#[tokio::test]
 async fn indexers_racing_on_one_index_record_each_entry_once() {
     let log = TestLog::open().await;
     let tree = log.add(0..5000).await;

@@ -222,6 +222,10 @@ impl<K: Eq + StdHash + Clone, V: Clone> Bounded<K, V> {
         );
     }
 
+    #[cfg_attr(
+        not(feature = "posix"),
+        allow(dead_code, reason = "only POSIX forgets an item")
+    )]
     pub(crate) fn remove(&self, key: &K) {
         let mut slots = self.lock();
         if let Some(removed) = slots.map.remove(key) {

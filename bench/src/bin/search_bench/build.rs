@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use rekor_log::{Log, LogConfig};
-use rekor_note::Origin;
-use rekor_search::Indexer;
+use rekor_note::{Checkpoint, Note, Origin};
+use rekor_search::{Indexer, SearchTree};
+use rekor_storage::Storage as _;
 use rekor_storage::posix::{PRIVATE_DIR, PosixBackend};
+use rekor_tlog::Hash;
 use tokio::task::JoinSet;
 
 use crate::corpus::Corpus;
@@ -117,7 +119,15 @@ pub(crate) struct IndexBuild {
 
 /// Indexes the log of `n` entries in `dir` from zero (an index already there is removed first),
 /// failing if it takes longer than `limit`.
-pub(crate) async fn build_index(dir: &Path, n: u64, limit: Duration) -> anyhow::Result<IndexBuild> {
+///
+/// With `verify_bundles`, each bundle is first proven to be part of the log's checkpoint
+/// (`Indexer::catch_up_verified`, as the standalone indexer does).
+pub(crate) async fn build_index(
+    dir: &Path,
+    n: u64,
+    limit: Duration,
+    verify_bundles: bool,
+) -> anyhow::Result<IndexBuild> {
     let index_dir = search_dir(dir);
     if index_dir.exists() {
         std::fs::remove_dir_all(&index_dir)
@@ -128,7 +138,30 @@ pub(crate) async fn build_index(dir: &Path, n: u64, limit: Duration) -> anyhow::
     let indexer = Indexer::new(Arc::clone(&backend.storage) as _, Arc::clone(&index) as _);
     let cpu_before = CpuTime::now()?;
     let started = Instant::now();
-    let indexed = tokio::time::timeout(limit, indexer.catch_up(n))
+    let tree = if verify_bundles {
+        let note = backend
+            .storage
+            .read_checkpoint()
+            .await?
+            .context("the log has no checkpoint")?;
+        let checkpoint = Checkpoint::parse(Note::parse(&note.data)?.text())?;
+        if checkpoint.size != n {
+            bail!("the checkpoint is of size {}, wanted {n}", checkpoint.size);
+        }
+        Some(SearchTree {
+            size: n,
+            root: Hash(checkpoint.root),
+        })
+    } else {
+        None
+    };
+    let indexing = async {
+        match tree {
+            Some(tree) => indexer.catch_up_verified(tree).await,
+            None => indexer.catch_up(n).await,
+        }
+    };
+    let indexed = tokio::time::timeout(limit, indexing)
         .await
         .with_context(|| format!("indexing took more than {limit:?}"))??;
     let seconds = started.elapsed().as_secs_f64();

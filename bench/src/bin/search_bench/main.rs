@@ -90,6 +90,10 @@ struct Args {
     /// Give up building the index after this long.
     #[arg(long, default_value_t = 3600)]
     max_index_seconds: u64,
+    /// Prove every bundle against the checkpoint before indexing it, as the standalone
+    /// indexer does (`Indexer::catch_up_verified`).
+    #[arg(long)]
+    verify_bundles: bool,
     /// The `rekor-server-posix` binary; without it the lookups are skipped.
     #[arg(long)]
     server_bin: Option<PathBuf>,
@@ -195,11 +199,16 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     ));
 
     // 2 and 3. The index.
-    say("== index: Indexer::catch_up from 0 on the POSIX search index");
+    say(if args.verify_bundles {
+        "== index: Indexer::catch_up_verified from 0 on the POSIX search index"
+    } else {
+        "== index: Indexer::catch_up from 0 on the POSIX search index"
+    });
     let index = runtime.block_on(build_index(
         &args.dir,
         n,
         Duration::from_secs(args.max_index_seconds),
+        args.verify_bundles,
     ))?;
     let index_rate = rate(n, Duration::from_secs_f64(index.seconds));
     #[allow(clippy::as_conversions, reason = "counts far below 2^53")]
