@@ -38,7 +38,12 @@ def start_server(
     started: list[RekorServer] = []
 
     def start(
-        name: str, *, log_key: str = "ed25519", hostname: str = "127.0.0.1", seed: bool = True
+        name: str,
+        *,
+        log_key: str = "ed25519",
+        hostname: str = "127.0.0.1",
+        seed: bool = True,
+        serve_args: tuple[str, ...] = (),
     ) -> RekorServer:
         workdir = tmp_path_factory.mktemp(name)
         if log_key == "ed25519":
@@ -47,7 +52,9 @@ def start_server(
             signer = make_p256_log_key(workdir / "log-key.pem")
         else:
             raise ValueError(f"unknown log key kind {log_key!r}")
-        server = RekorServer(workdir, hostname=hostname, signer=signer)
+        server = RekorServer(
+            workdir, hostname=hostname, signer=signer, serve_args=list(serve_args)
+        )
         started.append(server)
         server.start()
         if seed:

@@ -138,6 +138,8 @@ class RekorServer:
     hostname: str = "127.0.0.1"
     signer: Path | None = None
     port: int = 0
+    # Flags for `serve` only (not `info`), e.g. ["--search-index"].
+    serve_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -183,6 +185,7 @@ class RekorServer:
                 "--http-metrics-port",
                 "0",
                 "--log-json",
+                *self.serve_args,
             ]
             with self.log_path.open("wb") as log:
                 self.process = subprocess.Popen(

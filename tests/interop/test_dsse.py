@@ -19,6 +19,7 @@ import json
 from dataclasses import dataclass
 
 import pytest
+import requests
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,15 +27,16 @@ from cryptography.x509 import load_der_x509_certificate
 from sigstore import dsse
 from sigstore._internal.rekor.client_v2 import RekorV2Client
 from sigstore._internal.trust import KeyringPurpose
-from sigstore.dsse import Envelope, StatementBuilder, Subject
+from sigstore.dsse import Envelope, Statement, StatementBuilder, Subject
 from sigstore.models import Bundle, TransparencyLogEntry, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import UnsafeNoOp
 from sigstore.verify.verifier import _validate_hashedrekord_v002_dsse_entry_body
 from sigstore_models.common.v1 import HashAlgorithm, HashOutput, PublicKeyDetails, X509Certificate
 from sigstore_models.rekor import v2 as rekor_v2
+from sigstore_models.rekor.v1 import TransparencyLogEntry as _TransparencyLogEntry
 
-from interop import ClientKey, RekorServer, b64, trusted_root
+from interop import HTTP_TIMEOUT_S, ClientKey, RekorServer, b64, trusted_root
 from pki import FakeSigstore
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -205,6 +207,94 @@ def test_dsse_v002_entries(log: Log, verifier_kind: str) -> None:
         # for dsse/0.0.2 run the steps it shares with every bundle: time, certificate chain and
         # SCT, and the log entry against the full TrustedRoot.
         log.verifier._verify_common_signing_cert(log.bundle(key, envelope, entry), UnsafeNoOp())
+
+
+def dsse_v002_request(key: ClientKey, envelope: Envelope) -> dict:
+    """A dsse v0.0.2 request with the signer's certificate as its verifier."""
+    verifier = rekor_v2.verifier.Verifier(
+        x509_certificate=X509Certificate(
+            raw_bytes=b64(key.certificate.public_bytes(serialization.Encoding.DER))
+        ),
+        key_details=PublicKeyDetails.PKIX_ECDSA_P256_SHA_256,
+    )
+    return rekor_v2.entry.CreateEntryRequest(
+        dsse_request_v002=rekor_v2.dsse.DSSERequestV002(
+            envelope=envelope._inner, verifiers=[verifier]
+        )
+    ).to_dict()
+
+
+def test_dsse_entries_are_found_by_payload_digest_key_and_identity(
+    start_server, pki: FakeSigstore
+) -> None:
+    """`GET /api/v2/search` on a log run with `--search-index`, for entries built with
+    sigstore-python and its models. The terms are computed here from what was sent (the
+    payload's SHA-256, the certificate's SubjectPublicKeyInfo, its e-mail SAN), the expected
+    answers from the indices the uploads returned, and every returned entry is verified by
+    sigstore-python (inclusion proof and signed checkpoint) and compared with the upload."""
+    server = start_server("dsse-search", serve_args=("--search-index",))
+    keyring = trusted_root(server.info().tlog_entry).rekor_keyring(KeyringPurpose.VERIFY)
+    client = RekorV2Client(server.base_url)
+    alice = pki.issue("dsse-search-alice")
+    bob = pki.issue("dsse-search-bob")
+
+    # Alice and Bob attest to the same statement (one payload digest, two signers); Alice to
+    # one more, and to a third the way `sigstore attest` sends it: a hashedrekord over the
+    # digest of the envelope's PAE.
+    shared = make_envelope(alice, "shared-artifact.tar.gz")
+    bob_shared = dsse._sign(bob.private_key, Statement(shared._inner.payload))
+    own = make_envelope(alice, "alice-only.whl")
+    over_pae = make_envelope(alice, "alice-pae.tar.gz")
+    uploads = {
+        "alice-shared": dsse_v002_request(alice, shared),
+        "bob-shared": dsse_v002_request(bob, bob_shared),
+        "alice-own": dsse_v002_request(alice, own),
+        "alice-pae": RekorV2Client._build_dsse_request(over_pae, alice.certificate),
+    }
+    logged: dict[str, int] = {}
+    bodies: dict[int, bytes] = {}
+    for name, request in uploads.items():
+        entry = client.create_entry(request)
+        entry._verify(keyring)
+        logged[name] = entry._inner.log_index
+        bodies[entry._inner.log_index] = entry._inner.canonicalized_body
+
+    def search(query: str) -> list[int]:
+        response = requests.get(
+            f"{server.base_url}/api/v2/search?{query}", timeout=HTTP_TIMEOUT_S
+        )
+        assert response.status_code == 200, (query, response.status_code, response.text)
+        answer = response.json()
+        assert not answer.get("nextPageToken"), answer
+        found = []
+        for raw in answer.get("entries", []):
+            entry = TransparencyLogEntry(_TransparencyLogEntry.from_dict(raw))
+            entry._verify(keyring)
+            index = entry._inner.log_index
+            assert entry._inner.canonicalized_body == bodies[index], query
+            found.append(index)
+        return found
+
+    def indices(*names: str) -> list[int]:
+        return sorted(logged[name] for name in names)
+
+    def digest(data: bytes) -> str:
+        return "digest=sha256:" + hashlib.sha256(data).hexdigest()
+
+    def key(signer: ClientKey) -> str:
+        return "key=sha256:" + hashlib.sha256(signer.public_key_der()).hexdigest()
+
+    assert search(digest(shared._inner.payload)) == indices("alice-shared", "bob-shared")
+    assert search(digest(own._inner.payload)) == indices("alice-own")
+    # The hashedrekord over the PAE logs the PAE's digest, not the payload's.
+    inner = over_pae._inner
+    assert search(digest(pae(inner.payload_type, inner.payload))) == indices("alice-pae")
+    assert search(digest(inner.payload)) == []
+    alice_all = indices("alice-shared", "alice-own", "alice-pae")
+    assert search(key(alice)) == alice_all
+    assert search(key(bob)) == indices("bob-shared")
+    assert search("identity=dsse-search-alice@interop.invalid") == alice_all
+    assert search("identity=dsse-search-bob@interop.invalid") == indices("bob-shared")
 
 
 def test_dsse_signature_check_can_fail(pki: FakeSigstore) -> None:
