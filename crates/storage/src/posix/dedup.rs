@@ -39,6 +39,7 @@ use rekor_tlog::{LeafIndex, TreeSize, bundle_for_leaf, decode_bundle_exact};
 use tracing::warn;
 
 use super::error::PosixError;
+use super::runs::{TEMP_PREFIX, invalid, merge_ascending, parse_run_name, run_name};
 use super::sync::sync_dir;
 use crate::dedup_key;
 
@@ -55,18 +56,12 @@ const BUCKET_SHIFT: u32 = 4;
 const MIN_INDEX_BITS: u32 = 16;
 /// Bucket offsets are u32, and an offset may equal the count.
 const MAX_RUN_ENTRIES: u64 = (1 << 32) - 1;
-const RUN_PREFIX: &str = "run-";
-const TEMP_PREFIX: &str = ".tmp-";
 
 /// The top 36 bits of a key, as a run keeps them.
 fn key_bits(key: &[u8; 32]) -> u64 {
     let mut top = [0u8; 8];
     top.copy_from_slice(&key[..8]);
     u64::from_be_bytes(top) >> (64 - KEY_BITS)
-}
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
 /// How a run of a given size splits its records' 40 bits.
@@ -142,21 +137,6 @@ struct Run {
     layout: Layout,
     /// Where each bucket's records start (in records), and the record count at the end.
     offsets: Vec<u32>,
-}
-
-fn run_name(base: u64, count: u64) -> String {
-    format!("{RUN_PREFIX}{base:016x}-{count:016x}")
-}
-
-fn parse_run_name(name: &str) -> Option<(u64, u64)> {
-    let (base, count) = name.strip_prefix(RUN_PREFIX)?.split_once('-')?;
-    if base.len() != 16 || count.len() != 16 {
-        return None;
-    }
-    Some((
-        u64::from_str_radix(base, 16).ok()?,
-        u64::from_str_radix(count, 16).ok()?,
-    ))
 }
 
 impl Run {
@@ -340,17 +320,7 @@ fn write_run(
 
 /// Merges two adjacent runs into one.
 fn merge_runs(dir: &Path, older: &Run, newer: &Run) -> io::Result<Run> {
-    let mut left = older.read_all()?.peekable();
-    let mut right = newer.read_all()?.peekable();
-    let merged = std::iter::from_fn(move || {
-        let take_left = match (left.peek(), right.peek()) {
-            (Some(Ok(a)), Some(Ok(b))) => a <= b,
-            (Some(Err(_)), _) | (Some(_), None) => true,
-            (None, Some(_)) | (_, Some(Err(_))) => false,
-            (None, None) => return None,
-        };
-        if take_left { left.next() } else { right.next() }
-    });
+    let merged = merge_ascending(older.read_all()?, newer.read_all()?);
     write_run(
         dir,
         (older.base, older.count + newer.count),

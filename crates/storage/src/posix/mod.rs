@@ -25,6 +25,7 @@ mod dedup;
 mod error;
 mod journal;
 mod legacy;
+mod runs;
 mod search;
 mod sync;
 #[cfg(test)]

@@ -46,6 +46,7 @@ use async_trait::async_trait;
 use tracing::warn;
 
 use super::error::PosixError;
+use super::runs::{RUN_PREFIX, TEMP_PREFIX, invalid, merge_ascending, parse_run_name, run_name};
 use super::sync::sync_dir;
 use crate::search::{MAX_LOOKUP, Posting, SearchIndex, StoredPosting, check_append, key_prefix};
 use crate::{Error, Result};
@@ -62,8 +63,6 @@ const KEY_PREFIX_BYTES: usize = 8; // the length of `key_prefix`
 
 const MAGIC: &[u8; 8] = b"rksearch";
 const FOOTER_BYTES: u64 = 48;
-const RUN_PREFIX: &str = "run-";
-const TEMP_PREFIX: &str = ".tmp-";
 /// About 2^4 = 16 postings per bucket.
 const BUCKET_SHIFT: u32 = 4;
 const MAX_BUCKET_BITS: u32 = 28;
@@ -73,10 +72,6 @@ const MAX_RUN_POSTINGS: u64 = (1 << 32) - 1;
 const READ_WHOLE_BUCKET: u64 = 256;
 /// Records read per call when walking forward through a run.
 const READ_CHUNK: u64 = 1024;
-
-fn invalid(what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
-}
 
 /// The `bits` low bits set.
 fn low_mask(bits: u32) -> u64 {
@@ -153,21 +148,6 @@ impl Layout {
         let buckets = u64::try_from(self.buckets()).unwrap_or(u64::MAX);
         postings * self.record_bytes() + (buckets + 1) * 4 + FOOTER_BYTES
     }
-}
-
-fn run_name(base: u64, count: u64) -> String {
-    format!("{RUN_PREFIX}{base:016x}-{count:016x}")
-}
-
-fn parse_run_name(name: &str) -> Option<(u64, u64)> {
-    let (base, count) = name.strip_prefix(RUN_PREFIX)?.split_once('-')?;
-    if base.len() != 16 || count.len() != 16 {
-        return None;
-    }
-    Some((
-        u64::from_str_radix(base, 16).ok()?,
-        u64::from_str_radix(count, 16).ok()?,
-    ))
 }
 
 fn footer(base: u64, count: u64, postings: u64, layout: Layout) -> [u8; 48] {
@@ -489,17 +469,7 @@ fn write_run(
 
 /// Merges two adjacent runs into one.
 fn merge_runs(dir: &Path, older: &Run, newer: &Run) -> io::Result<Run> {
-    let mut left = older.entries()?.peekable();
-    let mut right = newer.entries()?.peekable();
-    let merged = std::iter::from_fn(move || {
-        let take_left = match (left.peek(), right.peek()) {
-            (Some(Ok(a)), Some(Ok(b))) => a <= b,
-            (Some(Err(_)), _) | (Some(_), None) => true,
-            (None, Some(_)) | (_, Some(Err(_))) => false,
-            (None, None) => return None,
-        };
-        if take_left { left.next() } else { right.next() }
-    });
+    let merged = merge_ascending(older.entries()?, newer.entries()?);
     write_run(
         dir,
         (older.base, older.count + newer.count),
