@@ -14,7 +14,7 @@ use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use rekor_log::{Log, LogConfig};
 use rekor_note::{Checkpoint, Note, Origin};
-use rekor_search::{Indexer, SearchTree};
+use rekor_search::{Commitment, Indexer, SearchTree};
 use rekor_storage::Storage as _;
 use rekor_storage::posix::{PRIVATE_DIR, PosixBackend};
 use rekor_tlog::Hash;
@@ -139,19 +139,7 @@ pub(crate) async fn build_index(
     let cpu_before = CpuTime::now()?;
     let started = Instant::now();
     let tree = if verify_bundles {
-        let note = backend
-            .storage
-            .read_checkpoint()
-            .await?
-            .context("the log has no checkpoint")?;
-        let checkpoint = Checkpoint::parse(Note::parse(&note.data)?.text())?;
-        if checkpoint.size != n {
-            bail!("the checkpoint is of size {}, wanted {n}", checkpoint.size);
-        }
-        Some(SearchTree {
-            size: n,
-            root: Hash(checkpoint.root),
-        })
+        Some(checkpoint_tree(&backend, n).await?)
     } else {
         None
     };
@@ -180,6 +168,55 @@ pub(crate) async fn build_index(
         cpu,
         open_bytes,
         closed_bytes,
+    })
+}
+
+/// How the search-index commitment was built.
+pub(crate) struct CommitmentBuild {
+    pub(crate) seconds: f64,
+    pub(crate) cpu: CpuTime,
+    pub(crate) bucket_bits: u8,
+    pub(crate) postings: u64,
+}
+
+/// Builds and signs the search-index commitment of the log of `n` entries in `dir` (its index
+/// built), as the server does every `--search-commitment-interval`: one pass over the index.
+pub(crate) async fn build_commitment(
+    dir: &Path,
+    n: u64,
+    hostname: &str,
+) -> anyhow::Result<CommitmentBuild> {
+    let backend = PosixBackend::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let index = backend.open_search_index()?;
+    let signer = rekor_server::keys::load_or_generate(dir, hostname)?;
+    let tree = checkpoint_tree(&backend, n).await?;
+    let cpu_before = CpuTime::now()?;
+    let started = Instant::now();
+    let commitment = Commitment::build(&index, tree, hostname, &signer).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = CpuTime::now()?.since(&cpu_before);
+    Ok(CommitmentBuild {
+        seconds,
+        cpu,
+        bucket_bits: commitment.statement.bucket_bits,
+        postings: commitment.statement.postings,
+    })
+}
+
+/// The tree of the log's checkpoint, which must be of size `n`.
+async fn checkpoint_tree(backend: &PosixBackend, n: u64) -> anyhow::Result<SearchTree> {
+    let note = backend
+        .storage
+        .read_checkpoint()
+        .await?
+        .context("the log has no checkpoint")?;
+    let checkpoint = Checkpoint::parse(Note::parse(&note.data)?.text())?;
+    if checkpoint.size != n {
+        bail!("the checkpoint is of size {}, wanted {n}", checkpoint.size);
+    }
+    Ok(SearchTree {
+        size: n,
+        root: Hash(checkpoint.root),
     })
 }
 

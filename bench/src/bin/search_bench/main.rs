@@ -5,7 +5,8 @@
 //!    `build.rs` and, for the entries, `corpus.rs`).
 //! 2. Builds its search index from zero with `rekor_search::Indexer::catch_up` on the
 //!    directory's POSIX index: entries per second, and this process's CPU time.
-//! 3. Measures the index on disk (`.rekor/search/`), per entry, open and closed.
+//! 3. Measures the index on disk (`.rekor/search/`), per entry, open and closed, and builds
+//!    the signed search-index commitment over it as the server does (time and CPU).
 //! 4. Starts `rekor-server-posix serve --search-index` on the directory (127.0.0.1) and times
 //!    `GET /api/v2/search`, closed loop on one connection, for digests of single entries, keys
 //!    and identities with many entries (first page of 100), and absent digests; every answer
@@ -30,7 +31,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use rekor_entries::search::SearchTerm;
 
-use crate::build::{DirBytes, build_index, build_log, rate, search_dir, settled};
+use crate::build::{DirBytes, build_commitment, build_index, build_log, rate, search_dir, settled};
 use crate::corpus::{Corpus, CorpusSpec, Distribution, mix64};
 use crate::lookup::{Client, Query, Server, run_class, server_log};
 use crate::report::{Latency, ms, say};
@@ -235,6 +236,19 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         ));
     }
 
+    // 3b. The signed commitment to the index, as the server builds it.
+    say("== commitment: Commitment::build over the index (what --search-commitment-interval runs)");
+    let commitment = runtime.block_on(build_commitment(&args.dir, n, &args.hostname))?;
+    let commitment_cpu_us = per_entry(1) * commitment.cpu.total().as_secs_f64() * 1e6;
+    say(format!(
+        "  built in {:.2} s: 2^{} buckets, {} postings; CPU user {:.2} s + system {:.2} s = {commitment_cpu_us:.2} µs/entry",
+        commitment.seconds,
+        commitment.bucket_bits,
+        commitment.postings,
+        commitment.cpu.user.as_secs_f64(),
+        commitment.cpu.system.as_secs_f64(),
+    ));
+
     // 4. The lookups.
     let mut results: Vec<(&str, lookup::ClassResult)> = Vec::new();
     let mut served_bytes = None;
@@ -333,6 +347,10 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     let mut line = format!(
         "RESULT entries={n} index_entries_per_s={index_rate:.0} index_cpu_us_per_entry={cpu_us_per_entry:.2} index_bytes_per_entry={bytes_per_entry:.2}"
     );
+    line.push_str(&format!(
+        " commitment_s={:.2} commitment_cpu_us_per_entry={commitment_cpu_us:.2}",
+        commitment.seconds
+    ));
     if let Some(r) = log_rate {
         line.push_str(&format!(" log_entries_per_s={r:.0}"));
     }
