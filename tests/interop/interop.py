@@ -25,9 +25,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from sigstore.dsse import Envelope
 from sigstore.hashes import Hashed
 from sigstore.models import SigningConfig, TrustedRoot
-from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.common.v1 import HashAlgorithm, PublicKeyDetails, X509Certificate
+from sigstore_models.rekor import v2 as rekor_v2
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 #: How long a server may take to start listening.
@@ -307,6 +309,22 @@ class ClientKey:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+def dsse_v002_request(key: ClientKey, envelope: Envelope) -> dict[str, Any]:
+    """A dsse v0.0.2 request (protobuf-specs JSON names) with the signer's certificate as its
+    verifier, built with sigstore-models."""
+    verifier = rekor_v2.verifier.Verifier(
+        x509_certificate=X509Certificate(
+            raw_bytes=b64(key.certificate.public_bytes(serialization.Encoding.DER))
+        ),
+        key_details=PublicKeyDetails.PKIX_ECDSA_P256_SHA_256,
+    )
+    return rekor_v2.entry.CreateEntryRequest(
+        dsse_request_v002=rekor_v2.dsse.DSSERequestV002(
+            envelope=envelope._inner, verifiers=[verifier]
+        )
+    ).to_dict()
 
 
 def seed_request(key: ClientKey) -> dict[str, Any]:

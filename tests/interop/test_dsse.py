@@ -36,7 +36,7 @@ from sigstore_models.common.v1 import HashAlgorithm, HashOutput, PublicKeyDetail
 from sigstore_models.rekor import v2 as rekor_v2
 from sigstore_models.rekor.v1 import TransparencyLogEntry as _TransparencyLogEntry
 
-from interop import HTTP_TIMEOUT_S, ClientKey, RekorServer, b64, trusted_root
+from interop import HTTP_TIMEOUT_S, ClientKey, RekorServer, b64, dsse_v002_request, trusted_root
 from pki import FakeSigstore
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -207,21 +207,6 @@ def test_dsse_v002_entries(log: Log, verifier_kind: str) -> None:
         # for dsse/0.0.2 run the steps it shares with every bundle: time, certificate chain and
         # SCT, and the log entry against the full TrustedRoot.
         log.verifier._verify_common_signing_cert(log.bundle(key, envelope, entry), UnsafeNoOp())
-
-
-def dsse_v002_request(key: ClientKey, envelope: Envelope) -> dict:
-    """A dsse v0.0.2 request with the signer's certificate as its verifier."""
-    verifier = rekor_v2.verifier.Verifier(
-        x509_certificate=X509Certificate(
-            raw_bytes=b64(key.certificate.public_bytes(serialization.Encoding.DER))
-        ),
-        key_details=PublicKeyDetails.PKIX_ECDSA_P256_SHA_256,
-    )
-    return rekor_v2.entry.CreateEntryRequest(
-        dsse_request_v002=rekor_v2.dsse.DSSERequestV002(
-            envelope=envelope._inner, verifiers=[verifier]
-        )
-    ).to_dict()
 
 
 def test_dsse_entries_are_found_by_payload_digest_key_and_identity(

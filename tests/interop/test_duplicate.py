@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
 from sigstore._internal.rekor import RekorClientError
 from sigstore._internal.rekor.client_v2 import RekorV2Client
 from sigstore._internal.trust import KeyringPurpose
 from sigstore.dsse import StatementBuilder, Subject, _sign
-from sigstore_models.common.v1 import PublicKeyDetails, X509Certificate
-from sigstore_models.rekor import v2 as rekor_v2
 
-from interop import HTTP_TIMEOUT_S, ClientKey, RekorServer, b64, trusted_root
+from interop import HTTP_TIMEOUT_S, ClientKey, RekorServer, dsse_v002_request, trusted_root
 from pki import FakeSigstore
 
 
@@ -34,7 +31,7 @@ def hashedrekord_request(key: ClientKey, artifact: bytes) -> dict:
     return RekorV2Client._build_hashed_rekord_request(hashed, signature, key.certificate)
 
 
-def dsse_v002_request(key: ClientKey) -> dict:
+def dsse_request(key: ClientKey) -> dict:
     statement = (
         StatementBuilder()
         .subjects([Subject(name="dup.bin", digest={"sha256": "ab" * 32})])
@@ -42,18 +39,7 @@ def dsse_v002_request(key: ClientKey) -> dict:
         .predicate({})
         .build()
     )
-    envelope = _sign(key.private_key, statement)
-    verifier = rekor_v2.verifier.Verifier(
-        x509_certificate=X509Certificate(
-            raw_bytes=b64(key.certificate.public_bytes(serialization.Encoding.DER))
-        ),
-        key_details=PublicKeyDetails.PKIX_ECDSA_P256_SHA_256,
-    )
-    return rekor_v2.entry.CreateEntryRequest(
-        dsse_request_v002=rekor_v2.dsse.DSSERequestV002(
-            envelope=envelope._inner, verifiers=[verifier]
-        )
-    ).to_dict()
+    return dsse_v002_request(key, _sign(key.private_key, statement))
 
 
 def assert_duplicate(server: RekorServer, request: dict, index: int) -> None:
@@ -70,7 +56,7 @@ def test_duplicate_gets_409_with_log_index(
     request = (
         hashedrekord_request(key, b"submitted twice")
         if kind == "hashedrekord"
-        else dsse_v002_request(key)
+        else dsse_request(key)
     )
     first = post(server, request)
     assert first.status_code in (200, 201), (first.status_code, first.text)

@@ -166,6 +166,18 @@ impl IndexerProcess {
         }
     }
 
+    /// The indexer following `log_url` with the verifier key `vkey`, indexing into `index_dir`.
+    fn follow(log_url: &str, vkey: &str, index_dir: &Path) -> anyhow::Result<IndexerProcess> {
+        IndexerProcess::start(&[
+            "--log-url",
+            log_url,
+            "--log-vkey",
+            vkey,
+            "--index-dir",
+            index_dir.to_str().context("utf-8 path")?,
+        ])
+    }
+
     /// The `fields` of the last log line they satisfy.
     fn find(&self, wanted: impl Fn(&Value) -> bool) -> Option<Value> {
         let lines = self.lines.lock().ok()?;
@@ -280,15 +292,7 @@ async fn follows_a_log_and_answers_searches_verified_by_the_log_key() -> anyhow:
     let index_dir = dir.path().join("index");
     let vkey = log.vkey()?;
     let log_url = log.tiles_url();
-    let args = [
-        "--log-url",
-        log_url.as_str(),
-        "--log-vkey",
-        vkey.as_str(),
-        "--index-dir",
-        index_dir.to_str().context("utf-8 path")?,
-    ];
-    let indexer = IndexerProcess::start(&args)?;
+    let indexer = IndexerProcess::follow(&log_url, &vkey, &index_dir)?;
     indexer.wait_indexed(5).await?;
 
     let digest = SearchTerm::digest(&format!("sha256:{}", hex(&Sha256::digest(&shared))))?;
@@ -372,7 +376,7 @@ async fn follows_a_log_and_answers_searches_verified_by_the_log_key() -> anyhow:
     // A restart resumes from the directory, then follows the log on.
     let late = bob.hashed_rekord(&artifact("indexer bob", 2)?)?;
     indices.push(log.log(&late).await?);
-    let indexer = IndexerProcess::start(&args)?;
+    let indexer = IndexerProcess::follow(&log_url, &vkey, &index_dir)?;
     let opened = indexer
         .find(|f| f["message"] == "following the log")
         .context("no start line")?;
@@ -405,14 +409,7 @@ async fn a_checkpoint_the_key_does_not_verify_is_never_indexed() -> anyhow::Resu
     let wrong_vkey = impostor.verifier().to_vkey().context("vkey")?;
     let index_dir = dir.path().join("index");
     let log_url = log.tiles_url();
-    let indexer = IndexerProcess::start(&[
-        "--log-url",
-        log_url.as_str(),
-        "--log-vkey",
-        wrong_vkey.as_str(),
-        "--index-dir",
-        index_dir.to_str().context("utf-8 path")?,
-    ])?;
+    let indexer = IndexerProcess::follow(&log_url, &wrong_vkey, &index_dir)?;
     let http = HttpClient::new(indexer.address)?;
     let digest = format!("sha256:{}", hex(&Sha256::digest(&data)));
     // Several poll intervals: every answer is 503, none an entry.
@@ -475,14 +472,7 @@ async fn a_bundle_that_is_not_the_logs_is_never_indexed() -> anyhow::Result<()> 
     let index_dir = dir.path().join("index");
     let log_url = log.tiles_url();
     let vkey = log.vkey()?;
-    let indexer = IndexerProcess::start(&[
-        "--log-url",
-        log_url.as_str(),
-        "--log-vkey",
-        vkey.as_str(),
-        "--index-dir",
-        index_dir.to_str().context("utf-8 path")?,
-    ])?;
+    let indexer = IndexerProcess::follow(&log_url, &vkey, &index_dir)?;
     // The checkpoint is accepted (it is the log's), the bundle is refused, and nothing is
     // indexed from it.
     let deadline = Instant::now() + WAIT;

@@ -7,8 +7,8 @@ use bytes::Bytes;
 use rekor_entries::search::search_terms;
 use rekor_storage::{Error as StorageError, Posting, SearchIndex, Storage};
 use rekor_tlog::{
-    BundleId, Hash, LeafIndex, Prover, TileId, TileNodes, TileRecorder, TreeSize, bundle_for_leaf,
-    leaf_hash, verify_inclusion,
+    BundleId, Hash, LeafIndex, Prover, TileNodes, TileReader, TileRecorder, TreeSize,
+    bundle_for_leaf, leaf_hash, verify_inclusion,
 };
 use tokio::sync::watch;
 
@@ -144,7 +144,7 @@ async fn verify_bundles(
     bundles: &[(BundleId, Vec<Bytes>)],
 ) -> Result<()> {
     let size = TreeSize::new(tree.size);
-    let mut computed: Vec<(BundleId, TileId, Arc<TileNodes>, Hash)> = Vec::new();
+    let mut computed = Vec::with_capacity(bundles.len());
     for (bundle, entries) in bundles {
         let leaves: Vec<Hash> = entries.iter().map(|entry| leaf_hash(entry)).collect();
         let short = || SearchError::ShortBundle {
@@ -153,44 +153,65 @@ async fn verify_bundles(
             needed: bundle.width.to_usize(),
         };
         let nodes = TileNodes::new(bundle.width, &leaves).ok_or_else(short)?;
-        let first = *leaves.first().ok_or_else(short)?;
-        computed.push((*bundle, bundle.hash_tile(), Arc::new(nodes), first));
-    }
-    fn prover_with<'r, R: rekor_tlog::TileReader + ?Sized>(
-        size: TreeSize,
-        reader: &'r R,
-        computed: &[(BundleId, TileId, Arc<TileNodes>, Hash)],
-    ) -> Prover<'r, R> {
-        let mut prover = Prover::new(size, reader);
-        for (_, tile, nodes, _) in computed {
-            // Taken: the bundle's width is its level-0 tile's at this size.
-            prover.insert_nodes(*tile, Arc::clone(nodes));
-        }
-        prover
+        let first_leaf = *leaves.first().ok_or_else(short)?;
+        computed.push(ComputedBundle {
+            bundle: *bundle,
+            nodes: Arc::new(nodes),
+            first_leaf,
+        });
     }
     let recorder = TileRecorder::new();
     {
-        let mut listing = prover_with(size, &recorder, &computed);
-        for (bundle, ..) in &computed {
+        let mut listing = prover_holding(size, &recorder, &computed);
+        for one in &computed {
             // The recorder holds no tiles, so this fails; it only lists the other tiles needed.
-            let _ = listing.inclusion_proof(LeafIndex::new(bundle_base(*bundle)));
+            let _ = listing.inclusion_proof(one.first_index());
         }
     }
     // The bundles' own level-0 tiles are not asked for: the prover holds them. A proof may
     // still need another level-0 tile (the tree's right edge), read like the upper ones.
     let tiles = read_tiles(storage, recorder.into_tile_ids()).await?;
-    let mut prover = prover_with(size, &tiles, &computed);
-    for (bundle, _, _, first) in &computed {
-        let leaf = LeafIndex::new(bundle_base(*bundle));
+    let mut prover = prover_holding(size, &tiles, &computed);
+    for one in &computed {
+        let leaf = one.first_index();
         let not_in_tree = |source| SearchError::BundleNotInTree {
-            path: bundle.path(),
+            path: one.bundle.path(),
             size: tree.size,
             source,
         };
         let proof = prover.inclusion_proof(leaf).map_err(not_in_tree)?;
-        verify_inclusion(first, leaf, size, &proof, &tree.root).map_err(not_in_tree)?;
+        verify_inclusion(&one.first_leaf, leaf, size, &proof, &tree.root).map_err(not_in_tree)?;
     }
     Ok(())
+}
+
+/// A bundle read, with the level-0 tile its entries make.
+struct ComputedBundle {
+    bundle: BundleId,
+    /// The tile over the entries' leaf hashes, expanded.
+    nodes: Arc<TileNodes>,
+    /// The leaf hash of the bundle's first entry.
+    first_leaf: Hash,
+}
+
+impl ComputedBundle {
+    fn first_index(&self) -> LeafIndex {
+        LeafIndex::new(bundle_base(self.bundle))
+    }
+}
+
+/// A prover over `reader` that already holds each computed bundle's level-0 tile.
+fn prover_holding<'r, R: TileReader + ?Sized>(
+    size: TreeSize,
+    reader: &'r R,
+    computed: &[ComputedBundle],
+) -> Prover<'r, R> {
+    let mut prover = Prover::new(size, reader);
+    for one in computed {
+        // Taken: the bundle's width is its level-0 tile's at this size.
+        prover.insert_nodes(one.bundle.hash_tile(), Arc::clone(&one.nodes));
+    }
+    prover
 }
 
 /// The index of a bundle's first entry.

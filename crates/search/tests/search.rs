@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rekor_entries::search::SearchTerm;
 use rekor_log::{Log, LogConfig};
 use rekor_note::{KeyName, LogSigner, Origin};
-use rekor_search::{Indexer, SearchError, SearchPage, SearchTree, search};
+use rekor_search::{FoundEntry, Indexer, SearchError, SearchPage, SearchTree, search};
 use rekor_storage::memory::{MemoryCoordinator, MemoryStorage};
 use rekor_storage::{MemorySearchIndex, SearchIndex, Storage};
 use rekor_tlog::{LeafIndex, TreeSize, leaf_hash, verify_inclusion};
@@ -93,6 +93,25 @@ impl TestLog {
         entry(self.numbers.lock().unwrap()[usize::try_from(index).unwrap()])
     }
 
+    /// Checks that `entry` holds the bytes logged at its index, and that its inclusion proof
+    /// verifies against `tree` here, independently of the crate that built it.
+    fn assert_logged_and_proven(&self, tree: SearchTree, entry: &FoundEntry) {
+        assert_eq!(
+            entry.body,
+            self.body(entry.index),
+            "entry {} as logged",
+            entry.index
+        );
+        verify_inclusion(
+            &leaf_hash(&entry.body),
+            LeafIndex::new(entry.index),
+            TreeSize::new(tree.size),
+            &entry.proof,
+            &tree.root,
+        )
+        .unwrap();
+    }
+
     async fn add(&self, range: std::ops::Range<u64>) -> SearchTree {
         let numbers: Vec<u64> = range.collect();
         // Below the pipeline's pushback limit.
@@ -134,15 +153,7 @@ async fn all_pages(
             .unwrap();
         assert!(entries.len() <= page_size);
         for e in &entries {
-            assert_eq!(e.body, log.body(e.index), "the entry bytes as logged");
-            verify_inclusion(
-                &leaf_hash(&e.body),
-                LeafIndex::new(e.index),
-                TreeSize::new(tree.size),
-                &e.proof,
-                &tree.root,
-            )
-            .unwrap();
+            log.assert_logged_and_proven(tree, e);
         }
         found.extend(entries.iter().map(|e| e.index));
         match next {
@@ -440,15 +451,7 @@ async fn proven_entry_reads_any_entry_with_a_verified_proof_in_older_and_newer_t
             .await
             .unwrap();
         assert_eq!(found.index, index);
-        assert_eq!(found.body, log.body(index), "entry {index} as logged");
-        verify_inclusion(
-            &leaf_hash(&found.body),
-            LeafIndex::new(index),
-            TreeSize::new(older.size),
-            &found.proof,
-            &older.root,
-        )
-        .unwrap();
+        log.assert_logged_and_proven(older, &found);
     }
     // The tree grows past the partial bundle: an entry is still proven into the older tree
     // (its partial bundle read as the full one's prefix) and into the newer one.
@@ -457,15 +460,8 @@ async fn proven_entry_reads_any_entry_with_a_verified_proof_in_older_and_newer_t
         let found = rekor_search::proven_entry(storage, tree, 299)
             .await
             .unwrap();
-        assert_eq!(found.body, log.body(299));
-        verify_inclusion(
-            &leaf_hash(&found.body),
-            LeafIndex::new(299),
-            TreeSize::new(tree.size),
-            &found.proof,
-            &tree.root,
-        )
-        .unwrap();
+        assert_eq!(found.index, 299);
+        log.assert_logged_and_proven(tree, &found);
     }
     // An index the tree does not hold, and a root the tiles do not lead to, are refused.
     let err = rekor_search::proven_entry(storage, older, older.size)
@@ -549,22 +545,14 @@ async fn kept_tiles_and_entries_serve_later_pages_and_grown_trees_and_never_skip
                 .map(|page| page.entries)
         }
     };
-    let check = |tree: SearchTree, entries: &[rekor_search::FoundEntry]| {
+    let check = |tree: SearchTree, entries: &[FoundEntry]| {
         let expected = log.expected(tree.size, |i| i % 2 == 1);
         assert_eq!(
             entries.iter().map(|e| e.index).collect::<Vec<_>>(),
             expected
         );
         for e in entries {
-            assert_eq!(e.body, log.body(e.index));
-            verify_inclusion(
-                &leaf_hash(&e.body),
-                LeafIndex::new(e.index),
-                TreeSize::new(tree.size),
-                &e.proof,
-                &tree.root,
-            )
-            .unwrap();
+            log.assert_logged_and_proven(tree, e);
         }
     };
 
