@@ -232,7 +232,7 @@ pub async fn start(args: IndexerArgs) -> Result<Running, IndexerError> {
     .with_tile_cache(args.tile_cache_size)
     .with_search_index(Arc::clone(&index) as Arc<dyn rekor_storage::SearchIndex>)
     .not_the_log();
-    let router = rekor_server::http::read_router(state, args.server_timeout);
+    let api = rekor_server::http::read_api(state, args.server_timeout);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -253,9 +253,7 @@ pub async fn start(args: IndexerArgs) -> Result<Running, IndexerError> {
     let server = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            rekor_server::http::serve(listener, api, args.server_timeout, stop).await
         })
     };
     Ok(Running {

@@ -5,7 +5,7 @@
 //! A thin main parses [`ServerArgs`] (plus its backend's flags), builds a [`Backend`] and calls
 //! [`run`]. Everything else — signer loading, log recovery, listeners, shutdown — is here, once.
 //!
-//! - [`http::router`] and [`grpc::service`] build the two transports over one [`AppState`];
+//! - [`http::api`] and [`grpc::service`] build the two transports over one [`AppState`];
 //! - [`error::ApiError`] is the only place failures become statuses;
 //! - [`keys`] loads or generates the log key and prints the trust material clients need;
 //! - [`witness`] has each checkpoint cosigned by the witnesses of `--witness-policy-path`.

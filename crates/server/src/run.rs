@@ -531,7 +531,7 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
     )?;
 
     let http = {
-        let router = crate::http::router(state.clone(), args.server_timeout);
+        let api = crate::http::api(state.clone(), args.server_timeout);
         let stop = stop.clone();
         let connections = match http_tls {
             None => crate::serve::Connections::Tcp(http_listener),
@@ -543,7 +543,7 @@ pub async fn start(args: ServerArgs, backend: Backend) -> Result<RunningServer, 
         };
         tokio::spawn(crate::serve::serve(
             connections,
-            router,
+            api,
             args.server_timeout,
             stop,
         ))

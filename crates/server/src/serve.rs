@@ -5,17 +5,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
+
+use crate::http::HttpApi;
 
 /// A source of accepted connections.
 pub(crate) enum Connections {
@@ -29,10 +29,6 @@ enum Accepted {
     Tcp(TcpStream, SocketAddr),
     Tls(Box<TlsStream<TcpStream>>, SocketAddr),
 }
-
-/// The address a request's connection came from, in the request's extensions.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Peer(pub(crate) SocketAddr);
 
 impl Connections {
     async fn next(&mut self) -> Option<Accepted> {
@@ -60,10 +56,10 @@ impl Connections {
     }
 }
 
-/// Serves `router` on `connections` until `stop`, then waits for open connections to finish.
+/// Serves `api` on `connections` until `stop`, then waits for open connections to finish.
 pub(crate) async fn serve(
     mut connections: Connections,
-    router: Router,
+    api: HttpApi,
     timeout: Duration,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
@@ -86,10 +82,10 @@ pub(crate) async fn serve(
         let Some(accepted) = accepted else { break };
         match accepted {
             Accepted::Tcp(stream, peer) => {
-                spawn_connection(&builder, &graceful, stream, peer, &router);
+                spawn_connection(&builder, &graceful, stream, peer, &api);
             }
             Accepted::Tls(stream, peer) => {
-                spawn_connection(&builder, &graceful, *stream, peer, &router);
+                spawn_connection(&builder, &graceful, *stream, peer, &api);
             }
         }
     }
@@ -103,11 +99,11 @@ fn spawn_connection<I>(
     graceful: &GracefulShutdown,
     io: I,
     peer: SocketAddr,
-    router: &Router,
+    api: &HttpApi,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(router.clone().layer(axum::Extension(Peer(peer))));
+    let service = api.connection(peer);
     let connection = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();

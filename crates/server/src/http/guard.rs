@@ -1,106 +1,45 @@
-//! What every HTTP request goes through around its handler, in one layer: the deadline, the
-//! `request` span, metrics by route and status, failure logging, and panic recovery.
+//! What every HTTP request goes through around its handler: the deadline, the `request` span,
+//! metrics by route and status, failure logging, and panic recovery.
 //!
-//! This was three layers (two `axum::middleware::from_fn` and tower-http's `CatchPanicLayer`).
-//! Each of those clones the inner service and boxes a future per request, and a profile of
-//! `make bench-pinned` put about 7 µs of the server's CPU per write in that machinery: one
-//! hand-written layer does the same with one boxed future.
+//! This was three tower layers (two `axum::middleware::from_fn` and tower-http's
+//! `CatchPanicLayer`), then one layer per route. Each layer clones the inner service and boxes a
+//! future per request; a profile of `make bench-pinned` put about 7 µs of the server's CPU per
+//! write in that machinery. Now it is a plain async function the connection's service awaits,
+//! so a write's whole request is one boxed future (see `super::HttpService`).
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
-use tower::{Layer, Service};
 
 use crate::error::{ApiError, FailureReport};
 use crate::service::AppState;
 
-/// Wraps each route in [`Guarded`].
-#[derive(Clone, Debug)]
-pub(super) struct GuardLayer {
-    state: AppState,
+/// Runs `handler` under the guard: `handle()` is called inside the unwind guard too, since a
+/// handler may panic before its first await.
+pub(super) async fn guard<F, Fut>(
+    state: &AppState,
     timeout: Duration,
-}
-
-impl GuardLayer {
-    pub(super) fn new(state: AppState, timeout: Duration) -> Self {
-        GuardLayer { state, timeout }
-    }
-}
-
-impl<S> Layer<S> for GuardLayer {
-    type Service = Guarded<S>;
-
-    fn layer(&self, inner: S) -> Guarded<S> {
-        Guarded {
-            inner,
-            state: self.state.clone(),
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// A route under the guard.
-#[derive(Clone, Debug)]
-pub(super) struct Guarded<S> {
-    inner: S,
-    state: AppState,
-    timeout: Duration,
-}
-
-impl<S> Service<Request> for Guarded<S>
+    method: &'static str,
+    handle: F,
+) -> Response
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Response>,
 {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        // The service that was polled ready serves this request; its clone waits for the next.
-        let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
-        let state = self.state.clone();
-        let timeout = self.timeout;
-        Box::pin(guard(inner, request, state, timeout))
-    }
-}
-
-async fn guard<S>(
-    mut inner: S,
-    request: Request,
-    state: AppState,
-    timeout: Duration,
-) -> Result<Response, Infallible>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    let method = route_name(request.method(), request.uri().path());
     let span = tracing::info_span!(
         "request",
         transport = "http",
         method,
         log_index = tracing::field::Empty
     );
-    // The call itself is inside the unwind guard: a handler may panic before its first await.
-    let handled = AssertUnwindSafe(async move {
-        tokio::time::timeout(timeout, async move { inner.call(request).await }).await
-    })
-    .catch_unwind();
+    let handled = AssertUnwindSafe(async move { tokio::time::timeout(timeout, handle()).await })
+        .catch_unwind();
     let response = match tracing::Instrument::instrument(handled, span.clone()).await {
-        Ok(Ok(Ok(response))) => response,
-        Ok(Ok(Err(never))) => match never {},
+        Ok(Ok(response)) => response,
         // Timed-out requests are counted and logged like any other failure.
         Ok(Err(_elapsed)) => ApiError::Timeout(timeout).into_response(),
         Err(_panic) => {
@@ -116,10 +55,11 @@ where
     state
         .metrics()
         .record_request("http", method, response.status().as_u16());
-    Ok(response)
+    response
 }
 
-fn route_name(method: &axum::http::Method, path: &str) -> &'static str {
+/// The name requests to `path` are counted and logged under.
+pub(super) fn route_name(method: &Method, path: &str) -> &'static str {
     match (method.as_str(), path) {
         ("POST", "/api/v2/log/entries") => "CreateEntry",
         ("GET", "/api/v2/checkpoint") => "GetCheckpoint",
@@ -134,11 +74,9 @@ fn route_name(method: &axum::http::Method, path: &str) -> &'static str {
 mod tests {
     use std::sync::Arc;
 
-    use axum::body::Body;
     use axum::http::StatusCode;
     use rekor_entries::AlgorithmRegistry;
     use rekor_storage::memory::MemoryStorage;
-    use tower::ServiceExt;
 
     use super::*;
     use crate::metrics::Metrics;
@@ -154,12 +92,6 @@ mod tests {
         )
     }
 
-    fn post_entries() -> Request {
-        Request::post("/api/v2/log/entries")
-            .body(Body::empty())
-            .expect("a request")
-    }
-
     fn counted(state: &AppState, status: &str) -> bool {
         state.metrics().encode().lines().any(|line| {
             line.contains("method=\"CreateEntry\"")
@@ -171,14 +103,14 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_handler_answers_500_and_is_counted() {
         let state = state();
-        let panics = tower::service_fn(|_: Request| async {
+        let response = guard(&state, Duration::from_secs(5), "CreateEntry", || async {
+            tokio::task::yield_now().await;
             if true {
                 panic!("handler bug");
             }
-            Ok::<Response, Infallible>(StatusCode::OK.into_response())
-        });
-        let guarded = GuardLayer::new(state.clone(), Duration::from_secs(5)).layer(panics);
-        let response = guarded.oneshot(post_entries()).await.expect("infallible");
+            StatusCode::OK.into_response()
+        })
+        .await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(state.metrics().panics_recovered.get(), 1);
         assert!(counted(&state, "500"), "{}", state.metrics().encode());
@@ -187,21 +119,13 @@ mod tests {
     #[tokio::test]
     async fn a_handler_that_panics_before_awaiting_is_caught_too() {
         let state = state();
-        #[derive(Clone)]
-        struct PanicsInCall;
-        impl Service<Request> for PanicsInCall {
-            type Response = Response;
-            type Error = Infallible;
-            type Future = std::future::Ready<Result<Response, Infallible>>;
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _: Request) -> Self::Future {
-                panic!("synchronous handler bug")
-            }
-        }
-        let guarded = GuardLayer::new(state.clone(), Duration::from_secs(5)).layer(PanicsInCall);
-        let response = guarded.oneshot(post_entries()).await.expect("infallible");
+        let response = guard(
+            &state,
+            Duration::from_secs(5),
+            "CreateEntry",
+            || -> std::future::Ready<Response> { panic!("synchronous handler bug") },
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(state.metrics().panics_recovered.get(), 1);
     }
@@ -209,13 +133,12 @@ mod tests {
     #[tokio::test]
     async fn a_slow_handler_times_out_and_is_counted() {
         let state = state();
-        let slow = tower::service_fn(|_: Request| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<Response, Infallible>(StatusCode::OK.into_response())
-        });
         let limit = Duration::from_millis(50);
-        let guarded = GuardLayer::new(state.clone(), limit).layer(slow);
-        let response = guarded.oneshot(post_entries()).await.expect("infallible");
+        let response = guard(&state, limit, "CreateEntry", || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            StatusCode::OK.into_response()
+        })
+        .await;
         assert_eq!(
             response.status(),
             ApiError::Timeout(limit).into_response().status()
