@@ -26,7 +26,7 @@ CATEGORIES = [
     ("storage (journal, objects, checkpoint, fsyncs)", r"^<?rekor_storage::"),
     ("answer building and JSON encoding", r"transparency_log_entry|entry_json|^<?serde_json|^<?base64"),
     ("handler, other", r"AppState::create_entry|http::create_entry"),
-    ("request guard and routing (axum, tower)", r"http::guard|^<?(axum|tower|tower_http)::"),
+    ("request guard and routing (axum, tower)", r"^<?rekor_server::http::(guard|HttpApi|HttpService)|^<?(axum|tower|tower_http)::"),
     ("HTTP/1 connections (hyper, sockets)", r"^<?(hyper|hyper_util)::|spawn_connection|rekor_bench_ceiling"),
     ("tokio runtime", r"^<?tokio::"),
     ("other", r"."),

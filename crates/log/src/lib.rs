@@ -72,7 +72,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            batch_max_size: 256,
+            batch_max_size: 1024,
             batch_max_age: Duration::from_millis(250),
             checkpoint_interval: Duration::ZERO,
             pushback_max_outstanding: 4096,

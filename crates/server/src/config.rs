@@ -115,8 +115,10 @@ pub struct ServerArgs {
     #[arg(long)]
     pub signer_mldsa_generate: bool,
 
-    /// Most entries in one batch.
-    #[arg(long, default_value_t = 256)]
+    /// Most entries in one batch. Under load each batch costs a sequencing fsync and usually a
+    /// checkpoint, so a larger cap lowers the CPU per entry; an idle log still takes each entry
+    /// at once (Tessera's default is 256; see BENCHMARKS.md for the measurement behind 1024).
+    #[arg(long, default_value_t = 1024)]
     pub batch_max_size: usize,
     /// Longest an entry waits for its batch to close. An idle log closes a batch at once.
     #[arg(long, default_value = "250ms", value_parser = parse_duration)]
