@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{BoxError, Router};
@@ -97,10 +97,8 @@ impl HttpApi {
         let inner = &*self.inner;
         let method = guard::route_name(request.method(), request.uri().path());
         guard::guard(&inner.state, inner.timeout, method, || async move {
-            if inner.writes
-                && request.method() == Method::POST
-                && request.uri().path() == ENTRIES_PATH
-            {
+            // `route_name` names exactly `POST /api/v2/log/entries` so.
+            if inner.writes && method == "CreateEntry" {
                 return create_entry(&inner.state, peer, request).await;
             }
             let mut request = request.map(Body::new);
@@ -319,13 +317,15 @@ async fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
     use rekor_entries::AlgorithmRegistry;
     use rekor_storage::memory::MemoryStorage;
 
     use super::*;
     use crate::metrics::Metrics;
 
-    fn state() -> AppState {
+    /// A state with no log behind it (shared with the guard's tests).
+    pub(super) fn state() -> AppState {
         AppState::new(
             None,
             Arc::new(MemoryStorage::default()),

@@ -72,25 +72,10 @@ pub(super) fn route_name(method: &Method, path: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use axum::http::StatusCode;
-    use rekor_entries::AlgorithmRegistry;
-    use rekor_storage::memory::MemoryStorage;
 
     use super::*;
-    use crate::metrics::Metrics;
-
-    fn state() -> AppState {
-        AppState::new(
-            None,
-            Arc::new(MemoryStorage::default()),
-            AlgorithmRegistry::default(),
-            [0; 32],
-            Metrics::new(),
-            1024,
-        )
-    }
+    use crate::http::tests::state;
 
     fn counted(state: &AppState, status: &str) -> bool {
         state.metrics().encode().lines().any(|line| {
