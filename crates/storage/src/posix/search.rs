@@ -728,7 +728,7 @@ impl PosixSearchIndex {
         let (first, last) = (u64::from_be_bytes(first), u64::from_be_bytes(last));
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let (runs, mut found, below) = {
+            let (mut runs, mut found, below) = {
                 let state = this.inner.read();
                 let below = below.min(state.indexed);
                 let tail: Vec<(u64, u64)> = state
@@ -741,13 +741,30 @@ impl PosixSearchIndex {
                     .collect();
                 (state.runs.clone(), tail, below)
             };
-            for run in runs {
-                found.extend(
-                    run.scan(first, last, below, limit)
-                        .map_err(PosixError::from)?,
-                );
+            // The largest runs first: once one run yields `limit` postings, nothing after its
+            // last prefix can be among the first `limit`, so the smaller runs stop there
+            // instead of each decoding `limit` postings that are then thrown away.
+            runs.sort_by_key(|run| std::cmp::Reverse(run.postings));
+            let mut last = last;
+            if found.len() >= limit
+                && let Some(&(prefix, _)) = found.last()
+            {
+                last = last.min(prefix);
             }
-            found.sort_unstable();
+            for run in runs {
+                let scanned = run
+                    .scan(first, last, below, limit)
+                    .map_err(PosixError::from)?;
+                if scanned.len() >= limit
+                    && let Some(&(prefix, _)) = scanned.last()
+                {
+                    last = last.min(prefix);
+                }
+                found.extend(scanned);
+            }
+            // Each run's postings (and the tail's) are already in order: the stable sort finds
+            // those sorted stretches and only merges them.
+            found.sort();
             found.truncate(limit);
             Ok(found
                 .into_iter()
@@ -1001,6 +1018,33 @@ mod tests {
                     usize::try_from(from * 2 + from.div_ceil(3)).unwrap()
                 );
                 assert!(all.windows(2).all(|pair| pair[0] < pair[1]));
+                // Paged with small limits (the runs and the tail each hold part of a page),
+                // the scan gives those postings again, page for page as the memory index.
+                let all: Vec<StoredPosting> = all
+                    .into_iter()
+                    .map(|(prefix, i)| (u64::from_be_bytes(prefix), i))
+                    .collect();
+                for limit in [1, 7, 100] {
+                    let mut paged = Vec::new();
+                    let mut cursor = (0, 0);
+                    loop {
+                        let page = index.scan(cursor, u64::MAX, u64::MAX, limit).await.unwrap();
+                        assert_eq!(
+                            page,
+                            memory
+                                .scan(cursor, u64::MAX, u64::MAX, limit)
+                                .await
+                                .unwrap(),
+                            "from {cursor:?}, limit {limit}"
+                        );
+                        let Some(&(prefix, i)) = page.last() else {
+                            break;
+                        };
+                        cursor = (prefix, i + 1);
+                        paged.extend(page);
+                    }
+                    assert_eq!(paged, all, "limit {limit}");
+                }
                 let some = index
                     .scan_prefixes(
                         term(50_000)[..8].try_into().unwrap(),
