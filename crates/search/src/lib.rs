@@ -39,7 +39,7 @@ mod source;
 pub use answer::{
     FoundEntry, MAX_PAGE_SIZE, MAX_UNINDEXED_SCAN, SearchPage, SearchTree, proven_entry, search,
 };
-pub use commitment::{BucketProof, Commitment, Committer};
+pub use commitment::{BucketProof, Commitment, Committer, Pace};
 pub use error::{Result, SearchError};
 pub use indexer::{COMMIT_ENTRIES, Indexer};
 pub use source::read_tiles;

@@ -332,7 +332,7 @@ fn expected_commitment(log: &TestLog, size: u64, bits: u8) -> (Vec<Vec<u8>>, rek
 #[tokio::test]
 async fn the_commitment_is_signed_matches_the_log_and_proves_every_terms_bucket() {
     use rekor_entries::search::commitment::{IndexCommitment, verify_bucket};
-    use rekor_search::{Commitment, Committer};
+    use rekor_search::{Commitment, Committer, Pace};
 
     let log = TestLog::open().await;
     let tree = log.add(0..600).await;
@@ -371,6 +371,21 @@ async fn the_commitment_is_signed_matches_the_log_and_proves_every_terms_bucket(
     assert!(verifier.verify_checkpoint(&commitment.note).is_err());
     let (buckets, root) = expected_commitment(&log, 600, 3);
     assert_eq!(statement.index_root, root);
+    // Read in small paced steps (pages that end inside buckets and inside a term's postings),
+    // the index commits to the same root.
+    let paced = Commitment::build_at(
+        index.as_ref(),
+        tree,
+        ORIGIN,
+        signer.as_ref(),
+        Pace {
+            step: 37,
+            pause_factor: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(paced.statement, statement);
 
     let absent = digest_term(99);
     let terms: Vec<SearchTerm> = (0..7)

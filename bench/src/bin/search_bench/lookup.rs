@@ -135,6 +135,28 @@ fn malformed(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
+/// Waits until the server serves its first signed commitment to the index (it builds one as it
+/// starts, paced so that lookups keep their latency, but a lookup timed while it runs still
+/// shares the cores with it), at most `limit`; returns how long that took.
+pub(crate) fn wait_for_commitment(
+    client: &mut Client,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let path = format!(
+        "/api/v2/search/completeness?digest=sha256:{}",
+        "00".repeat(32)
+    );
+    loop {
+        match client.get(&path)? {
+            (200, _) => return Ok(started.elapsed()),
+            (503, _) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
+            (503, _) => bail!("the server served no search-index commitment within {limit:?}"),
+            (status, body) => bail!("GET {path}: {status} {}", String::from_utf8_lossy(&body)),
+        }
+    }
+}
+
 impl Client {
     pub(crate) fn connect(address: SocketAddr) -> io::Result<Client> {
         let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
