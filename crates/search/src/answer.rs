@@ -80,6 +80,10 @@ pub async fn search(
     }
     let mut bundles = Bundles::new(storage, tree.size);
     let mut found: Vec<(u64, Bytes)> = Vec::new();
+    // The tiles of the first candidates' proofs, read and expanded while their entries are
+    // read: almost every candidate is a match, and a cold page's tiles cost as much as its
+    // entries.
+    let mut early_tiles: Option<ExpandedTiles> = None;
 
     // The index's candidates, confirmed one by one (it may keep only part of each key).
     let key = term.index_key();
@@ -91,7 +95,16 @@ pub async fn search(
         let Some(&last) = candidates.last() else {
             break;
         };
-        bundles.prefetch(&candidates).await?;
+        if early_tiles.is_none() {
+            let (read, tiles) = tokio::join!(
+                bundles.prefetch(&candidates),
+                expanded_tiles(storage, proof_tiles(tree, candidates.iter().copied())),
+            );
+            read?;
+            early_tiles = Some(tiles?);
+        } else {
+            bundles.prefetch(&candidates).await?;
+        }
         for candidate in candidates {
             let body = bundles.entry(candidate).await?;
             if search_terms(&body).contains(term) {
@@ -115,7 +128,7 @@ pub async fn search(
     } else {
         None
     };
-    let entries = prove(storage, tree, found).await?;
+    let entries = prove(storage, tree, found, early_tiles.unwrap_or_default()).await?;
     Ok(SearchPage {
         entries,
         next: more,
@@ -141,7 +154,7 @@ pub async fn proven_entry(
     let mut bundles = Bundles::new(storage, tree.size);
     bundles.prefetch(&[index]).await?;
     let body = bundles.entry(index).await?;
-    let mut proven = prove(storage, tree, vec![(index, body)]).await?;
+    let mut proven = prove(storage, tree, vec![(index, body)], Vec::new()).await?;
     proven.pop().ok_or(SearchError::Proof {
         index,
         size: tree.size,
@@ -152,36 +165,56 @@ pub async fn proven_entry(
     })
 }
 
-/// Proves each entry into `tree` from the tiles, and verifies each proof.
-///
-/// The tiles' inner nodes come from the storage's [`rekor_storage::ReadCache`] when it holds
-/// them at the width this tree needs (a tile of a given width never changes, so they hold for
-/// any tree with that tile at that width); the others are read, in one
-/// [`Storage::read_many`], and expanded once for the whole page. Only once every proof has
-/// verified against `tree.root` are the tiles' nodes and the entries kept in that cache:
-/// nothing the signed root did not vouch for is kept.
-async fn prove(
-    storage: &dyn Storage,
-    tree: SearchTree,
-    found: Vec<(u64, Bytes)>,
-) -> Result<Vec<FoundEntry>> {
-    let size = TreeSize::new(tree.size);
+/// Hash tiles with their inner nodes, each at its width in the tree proven into.
+type ExpandedTiles = Vec<(TileId, Arc<TileNodes>)>;
+
+/// The tiles of `ids` expanded: from the storage's [`rekor_storage::ReadCache`] when it holds
+/// them at that width (a tile of a given width never changes, so they hold for any tree with
+/// that tile at that width); the others read, in one [`Storage::read_many`], and expanded.
+async fn expanded_tiles(storage: &dyn Storage, ids: Vec<TileId>) -> Result<ExpandedTiles> {
     let cache = storage.read_cache();
-    let mut kept: Vec<(TileId, Arc<TileNodes>)> = Vec::new();
+    let mut kept: ExpandedTiles = Vec::new();
     let mut missing: Vec<TileId> = Vec::new();
-    for id in proof_tiles(tree, found.iter().map(|(index, _)| *index)) {
+    for id in ids {
         match cache.and_then(|cache| cache.tile_nodes(id)) {
             Some(nodes) => kept.push((id, nodes)),
             None => missing.push(id),
         }
     }
     let tiles = read_tile_list(storage, missing).await?;
-    let expanded = expand(tiles).await;
+    kept.extend(expand(tiles).await);
+    Ok(kept)
+}
+
+/// Proves each entry into `tree` from the tiles, and verifies each proof.
+///
+/// The tiles come from `early` (expanded beforehand, perhaps for more entries than were
+/// found) or [`expanded_tiles`], once for the whole page; only those the entries' proofs need
+/// are used. Only once every proof has verified against `tree.root` are the tiles' nodes and
+/// the entries kept in the storage's cache: nothing the signed root did not vouch for is kept.
+async fn prove(
+    storage: &dyn Storage,
+    tree: SearchTree,
+    found: Vec<(u64, Bytes)>,
+    early: ExpandedTiles,
+) -> Result<Vec<FoundEntry>> {
+    let size = TreeSize::new(tree.size);
+    let cache = storage.read_cache();
+    let mut early: HashMap<TileId, Arc<TileNodes>> = early.into_iter().collect();
+    let mut have: ExpandedTiles = Vec::new();
+    let mut missing: Vec<TileId> = Vec::new();
+    for id in proof_tiles(tree, found.iter().map(|(index, _)| *index)) {
+        match early.remove(&id) {
+            Some(nodes) => have.push((id, nodes)),
+            None => missing.push(id),
+        }
+    }
+    have.extend(expanded_tiles(storage, missing).await?);
     // One prover for the page, holding every tile it needs already expanded; the entries share
     // their upper tiles.
     let none = TileMap::new();
     let mut prover = Prover::new(size, &none);
-    for (id, nodes) in kept.into_iter().chain(expanded) {
+    for (id, nodes) in have {
         // Always taken: `id` is the tile's width at this size, and the cache gives nodes of
         // that width only. Were one refused, the prover would miss it and the page fail, not
         // be wrong.
