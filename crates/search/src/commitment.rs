@@ -311,8 +311,8 @@ impl Committer {
     }
 
     /// Commits whenever the checkpoint has moved, at most once per interval, until every
-    /// receiver is dropped. Each build reads the index at [`Pace::BACKGROUND`]. Waits for the index to reach a checkpoint; other failures are
-    /// logged and retried after the interval.
+    /// receiver is dropped. Each build reads the index at [`Pace::BACKGROUND`]. Waits for the
+    /// index to reach a checkpoint; other failures are logged and retried after the interval.
     pub async fn run(self) {
         loop {
             match self.commit_once().await {

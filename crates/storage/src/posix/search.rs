@@ -745,21 +745,16 @@ impl PosixSearchIndex {
             // last prefix can be among the first `limit`, so the smaller runs stop there
             // instead of each decoding `limit` postings that are then thrown away.
             runs.sort_by_key(|run| std::cmp::Reverse(run.postings));
-            let mut last = last;
-            if found.len() >= limit
-                && let Some(&(prefix, _)) = found.last()
-            {
-                last = last.min(prefix);
-            }
+            let filled_to = |page: &[(u64, u64)]| match page.last() {
+                Some(&(prefix, _)) if page.len() >= limit => prefix,
+                _ => u64::MAX,
+            };
+            let mut last = last.min(filled_to(&found));
             for run in runs {
                 let scanned = run
                     .scan(first, last, below, limit)
                     .map_err(PosixError::from)?;
-                if scanned.len() >= limit
-                    && let Some(&(prefix, _)) = scanned.last()
-                {
-                    last = last.min(prefix);
-                }
+                last = last.min(filled_to(&scanned));
                 found.extend(scanned);
             }
             // Each run's postings (and the tail's) are already in order: the stable sort finds
