@@ -241,8 +241,12 @@ impl MariaDb {
         ];
 
         let mut init = Command::new(&install);
+        // The bootstrap's temporary tables go to its own tmpdir: two bootstraps sharing /tmp
+        // (two tests starting MariaDB at once) name their temporary table files alike and delete
+        // each other's, failing one in about three with "Unknown table 'mysql.tmp_user_sys'".
         init.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .args(user_arg)
