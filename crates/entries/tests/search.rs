@@ -142,3 +142,75 @@ fn index_keys_separate_kinds() {
             .index_key()
     );
 }
+
+/// What a full decode of the certificate (x509-cert) gives: the terms as the index took them
+/// before it walked only the certificate's structure.
+fn fully_decoded_terms(der: &[u8]) -> Option<Vec<SearchTerm>> {
+    use der::{Decode as _, Encode as _};
+    use x509_cert::ext::pkix::SubjectAltName;
+    use x509_cert::ext::pkix::name::GeneralName;
+
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let tbs = cert.tbs_certificate();
+    let spki = tbs.subject_public_key_info().to_der().unwrap();
+    let mut terms = vec![SearchTerm::key(&format!("sha256:{}", hex(&sha256(&spki)))).unwrap()];
+    for extension in tbs.extensions().into_iter().flatten() {
+        if extension.extn_id != <SubjectAltName as der::oid::AssociatedOid>::OID {
+            continue;
+        }
+        let Ok(names) = SubjectAltName::from_der(extension.extn_value.as_bytes()) else {
+            continue;
+        };
+        for name in names.0 {
+            if let GeneralName::Rfc822Name(s) | GeneralName::UniformResourceIdentifier(s) = &name
+                && let Ok(term) = SearchTerm::identity(s.as_str())
+            {
+                terms.push(term);
+            }
+        }
+    }
+    Some(terms)
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
+        .as_ref()
+        .to_vec()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn walking_a_certificate_finds_what_a_full_decode_finds() {
+    use rekor_entries::search::certificate_search_terms;
+    for file in ["p256.crt.der", "rsa2048.crt.der", "search.crt.der"] {
+        let der = read(file);
+        let full = fully_decoded_terms(&der).unwrap();
+        assert_eq!(certificate_search_terms(&der), full, "{file}");
+        // Cut short anywhere, or with anything after it, a certificate gives nothing.
+        for len in 0..der.len() {
+            assert!(
+                certificate_search_terms(&der[..len]).is_empty(),
+                "{file} cut at {len}"
+            );
+        }
+        let mut longer = der.clone();
+        longer.push(0);
+        assert!(certificate_search_terms(&longer).is_empty(), "{file} + 1");
+        // Any byte changed: whatever a full decode still accepts, the walk reads alike (the
+        // walk checks structure, not every value, so it may accept more).
+        let mut agreed = 0;
+        for at in 0..der.len() {
+            let mut changed = der.clone();
+            changed[at] ^= 0x41;
+            if let Some(full) = fully_decoded_terms(&changed) {
+                assert_eq!(certificate_search_terms(&changed), full, "{file} byte {at}");
+                agreed += 1;
+            }
+        }
+        // Most changes fall in values a decode does not check (names, key bits, signature).
+        assert!(agreed > der.len() / 2, "{file}: {agreed} of {}", der.len());
+    }
+}
