@@ -46,8 +46,8 @@ const TIME_OF_LOGGING: &str = "Rekor v2 entries carry no integrated time and the
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["artifact", "digest"])))]
 pub(crate) struct ReportArgs {
-    /// The artifact file: the log is searched for its SHA-256 digest, and each hashedrekord
-    /// entry's digest is checked against the file.
+    /// The artifact file: the log is searched for its SHA-256, SHA-384 and SHA-512 digests,
+    /// and each hashedrekord entry's digest is checked against the file.
     #[arg(long, value_name = "FILE")]
     artifact: Option<PathBuf>,
     /// The artifact's digest, `sha256:<hex>` (also sha384, sha512), when the file is not at hand.

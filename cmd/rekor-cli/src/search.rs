@@ -8,7 +8,7 @@ use clap::Args;
 use rekor_client::{Client, Completeness};
 use rekor_entries::search::SearchTerm;
 use rekor_note::LogVerifier;
-use sha2::{Digest as _, Sha256};
+use sha2::{Digest as _, Sha256, Sha384, Sha512};
 
 use crate::util::{self, read};
 
@@ -25,9 +25,14 @@ pub(crate) struct SearchArgs {
     /// A certificate identity (e-mail or URI subject alternative name), matched exactly.
     #[arg(long)]
     identity: Option<String>,
-    /// An artifact file: searches for its SHA-256 digest.
+    /// An artifact file: searches for its digest (SHA-256 unless --artifact-algorithm says
+    /// otherwise).
     #[arg(long, value_name = "FILE")]
     artifact: Option<PathBuf>,
+    /// The digest of --artifact to search for: the one its signing algorithm logs (sha384 for
+    /// ECDSA P-384, sha512 for Ed25519ph and P-521). `rekor-cli report` searches all three.
+    #[arg(long, value_enum, default_value_t = DigestAlgorithm::Sha256, requires = "artifact")]
+    artifact_algorithm: DigestAlgorithm,
     /// Entries per request (1 to 1000).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     page_size: u16,
@@ -39,16 +44,29 @@ pub(crate) struct SearchArgs {
     require_complete: bool,
 }
 
+/// A digest of `search --artifact`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DigestAlgorithm {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
 impl SearchArgs {
     fn term(&self) -> anyhow::Result<SearchTerm> {
         let term = match (&self.digest, &self.key, &self.identity, &self.artifact) {
             (Some(d), _, _, _) => SearchTerm::digest(d)?,
             (_, Some(k), _, _) => SearchTerm::key(k)?,
             (_, _, Some(i), _) => SearchTerm::identity(i)?,
-            (_, _, _, Some(path)) => SearchTerm::digest(&format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(read(path)?))
-            ))?,
+            (_, _, _, Some(path)) => {
+                let bytes = read(path)?;
+                let (name, digest) = match self.artifact_algorithm {
+                    DigestAlgorithm::Sha256 => ("sha256", Sha256::digest(&bytes).to_vec()),
+                    DigestAlgorithm::Sha384 => ("sha384", Sha384::digest(&bytes).to_vec()),
+                    DigestAlgorithm::Sha512 => ("sha512", Sha512::digest(&bytes).to_vec()),
+                };
+                SearchTerm::digest(&format!("{name}:{}", hex::encode(digest)))?
+            }
             _ => bail!("pass --digest, --key, --identity or --artifact"),
         };
         Ok(term)

@@ -261,6 +261,34 @@ async fn report_names_every_signer_and_check() -> anyhow::Result<()> {
         ),
     ];
 
+    // `search --artifact` asks for one digest of the file: SHA-256 by default (the P-256 and
+    // certificate entries), SHA-512 for the Ed25519ph one, SHA-384 for none of them.
+    for (algorithm, want) in [
+        (None, vec![indices[0], indices[2]]),
+        (Some("sha512"), vec![indices[1]]),
+        (Some("sha384"), vec![]),
+    ] {
+        let artifact_path = file("artifact");
+        let mut args = vec!["search", "--artifact", path(&artifact_path), "--json"];
+        args.extend(
+            algorithm
+                .map(|a| ["--artifact-algorithm", a])
+                .into_iter()
+                .flatten(),
+        );
+        let answer = cli(&url, &vkey, &args)
+            .await?
+            .exits("search --artifact", 0)?
+            .json()?;
+        let found = answer["entries"]
+            .as_array()
+            .context("entries")?
+            .iter()
+            .map(|e| e["logIndex"].as_str().unwrap_or_default().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()?;
+        ensure!(found == want, "{algorithm:?}: {found:?} != {want:?}");
+    }
+
     // JSON.
     let run = cli(
         &url,
