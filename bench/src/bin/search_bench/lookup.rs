@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use rekor_entries::search::{SearchTerm, search_terms};
 
-use crate::report::Latency;
+use crate::report::{CpuTime, Latency};
 
 /// The longest wait for one answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -28,6 +28,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// The server's CPU time so far (all its threads, user and system).
+    pub(crate) fn cpu_time(&self) -> anyhow::Result<CpuTime> {
+        let child = self.child.as_ref().context("the server has stopped")?;
+        CpuTime::of(&child.id().to_string())
+    }
+
     /// Starts the server on `dir` with its HTTP port `port` (gRPC and metrics on the next two),
     /// its log in `log_file`, and waits until `/healthz` answers 200, at most `limit`.
     pub(crate) fn start(
@@ -266,11 +272,15 @@ pub(crate) struct ClassResult {
     /// The first wrong answer's description.
     pub(crate) first_wrong: Option<String>,
     pub(crate) mean_bytes: usize,
+    /// The server's CPU time per timed query (user and system, all threads): steadier than
+    /// latency on a shared machine, so the figure to compare two builds by.
+    pub(crate) server_cpu: Duration,
 }
 
 /// Sends `warmup` untimed queries, then times each of `queries`, one at a time.
 pub(crate) fn run_class(
     client: &mut Client,
+    server: &Server,
     warmup: &[Query],
     queries: &[Query],
     limit: Duration,
@@ -281,6 +291,7 @@ pub(crate) fn run_class(
         client.get(&path).context("a warm-up query")?;
         asked.insert(path);
     }
+    let cpu_before = server.cpu_time()?;
     let started = Instant::now();
     let mut samples = Vec::with_capacity(queries.len());
     let mut first_samples = Vec::new();
@@ -306,7 +317,10 @@ pub(crate) fn run_class(
             bail!("the queries took more than {limit:?}");
         }
     }
+    let server_cpu = server.cpu_time()?.since(&cpu_before).total()
+        / u32::try_from(queries.len().max(1)).unwrap_or(u32::MAX);
     Ok(ClassResult {
+        server_cpu,
         latency: Latency::of(samples),
         first_asked: (!first_samples.is_empty()).then(|| Latency::of(first_samples)),
         wrong,

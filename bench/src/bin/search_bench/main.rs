@@ -286,12 +286,13 @@ fn run(args: &Args) -> anyhow::Result<bool> {
         for (name, warmup, timed) in &classes {
             let result = run_class(
                 &mut client,
+                &server,
                 warmup,
                 timed,
                 Duration::from_secs(args.max_query_seconds),
             )?;
             say(format!(
-                "  {name:<9} {} queries: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms, mean {} ms; {} B per answer; {} wrong",
+                "  {name:<9} {} queries: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms, mean {} ms; {} B per answer; server CPU {} us per query; {} wrong",
                 result.latency.count,
                 ms(result.latency.p50),
                 ms(result.latency.p90),
@@ -299,6 +300,7 @@ fn run(args: &Args) -> anyhow::Result<bool> {
                 ms(result.latency.max),
                 ms(result.latency.mean),
                 result.mean_bytes,
+                result.server_cpu.as_micros(),
                 result.wrong
             ));
             if let Some(first) = &result.first_asked {
@@ -370,10 +372,11 @@ fn run(args: &Args) -> anyhow::Result<bool> {
     for (name, result) in &results {
         let Latency { p50, p99, max, .. } = result.latency;
         line.push_str(&format!(
-            " {name}_p50_ms={} {name}_p99_ms={} {name}_max_ms={}",
+            " {name}_p50_ms={} {name}_p99_ms={} {name}_max_ms={} {name}_server_cpu_us={}",
             ms(p50),
             ms(p99),
-            ms(max)
+            ms(max),
+            result.server_cpu.as_micros()
         ));
         wrong += result.wrong;
     }

@@ -12,8 +12,8 @@ pub(crate) fn say(line: impl AsRef<str>) {
     let _ = out.flush();
 }
 
-/// This process's CPU time: all threads, user and system, as `getrusage(RUSAGE_SELF)` counts it
-/// (read from `/proc/self/stat`, the same kernel counters, in clock ticks).
+/// A process's CPU time: all threads, user and system, as `getrusage(RUSAGE_SELF)` counts it
+/// (read from `/proc/<pid>/stat`, the same kernel counters, in clock ticks).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct CpuTime {
     pub(crate) user: Duration,
@@ -21,20 +21,27 @@ pub(crate) struct CpuTime {
 }
 
 impl CpuTime {
+    /// This process's.
     pub(crate) fn now() -> anyhow::Result<CpuTime> {
-        let stat = std::fs::read_to_string("/proc/self/stat").context("reading /proc/self/stat")?;
+        CpuTime::of("self")
+    }
+
+    /// The process `pid`'s (`"self"` for this one).
+    pub(crate) fn of(pid: &str) -> anyhow::Result<CpuTime> {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // Fields after the command name, which is in parentheses and may hold spaces.
         let rest = stat
             .rsplit_once(')')
             .map(|(_, rest)| rest)
-            .context("/proc/self/stat has no command name")?;
+            .with_context(|| format!("{path} has no command name"))?;
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
         let ticks = |n: usize| -> anyhow::Result<u64> {
             fields
                 .get(n)
                 .and_then(|f| f.parse().ok())
-                .context("/proc/self/stat is short")
+                .with_context(|| format!("{path} is short"))
         };
         let per_second = rustix::param::clock_ticks_per_second().max(1);
         let to_duration = |t: u64| Duration::from_micros(t.saturating_mul(1_000_000) / per_second);
