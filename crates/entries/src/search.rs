@@ -16,6 +16,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use der::Decode as _;
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -220,56 +222,65 @@ fn hex_lower(bytes: &[u8]) -> String {
 
 // The parts of a logged entry the terms come from. Unknown fields are ignored: terms are
 // derived from whatever the log holds, and an entry kind this crate does not know has none.
+// The bodies borrow their strings from the entry (escapes, which a canonical body never has
+// in these fields, are unescaped into owned ones): a search confirms every candidate and the
+// indexer reads every entry, so allocations here are paid per entry.
 #[derive(Deserialize)]
-struct Body {
-    spec: BodySpec,
+struct Body<'a> {
+    #[serde(borrow)]
+    spec: BodySpec<'a>,
 }
 
 #[derive(Deserialize)]
-struct BodySpec {
-    #[serde(rename = "hashedRekordV002")]
-    hashed_rekord: Option<BodyHashedRekord>,
-    #[serde(rename = "dsseV002")]
-    dsse: Option<BodyDsse>,
+struct BodySpec<'a> {
+    #[serde(rename = "hashedRekordV002", borrow)]
+    hashed_rekord: Option<BodyHashedRekord<'a>>,
+    #[serde(rename = "dsseV002", borrow)]
+    dsse: Option<BodyDsse<'a>>,
 }
 
 #[derive(Deserialize)]
-struct BodyHashedRekord {
-    data: BodyHash,
-    signature: BodySignature,
+struct BodyHashedRekord<'a> {
+    #[serde(borrow)]
+    data: BodyHash<'a>,
+    #[serde(borrow)]
+    signature: BodySignature<'a>,
 }
 
 #[derive(Deserialize)]
-struct BodyDsse {
-    #[serde(rename = "payloadHash")]
-    payload_hash: BodyHash,
-    #[serde(default)]
-    signatures: Vec<BodySignature>,
+struct BodyDsse<'a> {
+    #[serde(rename = "payloadHash", borrow)]
+    payload_hash: BodyHash<'a>,
+    #[serde(default, borrow)]
+    signatures: Vec<BodySignature<'a>>,
 }
 
 #[derive(Deserialize)]
-struct BodyHash {
-    algorithm: String,
-    digest: String,
+struct BodyHash<'a> {
+    #[serde(borrow)]
+    algorithm: Cow<'a, str>,
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
-struct BodySignature {
-    verifier: BodyVerifier,
+struct BodySignature<'a> {
+    #[serde(borrow)]
+    verifier: BodyVerifier<'a>,
 }
 
 #[derive(Deserialize)]
-struct BodyVerifier {
-    #[serde(rename = "publicKey")]
-    public_key: Option<BodyRawBytes>,
-    #[serde(rename = "x509Certificate")]
-    x509_certificate: Option<BodyRawBytes>,
+struct BodyVerifier<'a> {
+    #[serde(rename = "publicKey", borrow)]
+    public_key: Option<BodyRawBytes<'a>>,
+    #[serde(rename = "x509Certificate", borrow)]
+    x509_certificate: Option<BodyRawBytes<'a>>,
 }
 
 #[derive(Deserialize)]
-struct BodyRawBytes {
-    #[serde(rename = "rawBytes")]
-    raw_bytes: String,
+struct BodyRawBytes<'a> {
+    #[serde(rename = "rawBytes", borrow)]
+    raw_bytes: Cow<'a, str>,
 }
 
 /// The terms an entry is found by, sorted and without repeats. An entry that is not JSON of
@@ -277,7 +288,7 @@ struct BodyRawBytes {
 /// contributes no terms for that part: the index reflects the log, it does not judge it.
 #[must_use]
 pub fn search_terms(entry: &[u8]) -> Vec<SearchTerm> {
-    let Ok(body) = serde_json::from_slice::<Body>(entry) else {
+    let Ok(body) = serde_json::from_slice::<Body<'_>>(entry) else {
         return Vec::new();
     };
     let mut terms = Vec::new();
@@ -289,7 +300,7 @@ pub fn search_terms(entry: &[u8]) -> Vec<SearchTerm> {
     if let Some(&(name, _, len)) = DIGESTS
         .iter()
         .find(|(_, proto, _)| *proto == hash.algorithm)
-        && let Ok(digest) = STANDARD.decode(&hash.digest)
+        && let Ok(digest) = STANDARD.decode(hash.digest.as_bytes())
         && digest.len() == len
     {
         terms.push(SearchTerm::from_digest(TermKind::Digest, name, &digest));
@@ -297,7 +308,7 @@ pub fn search_terms(entry: &[u8]) -> Vec<SearchTerm> {
     for signature in signatures {
         let verifier = signature.verifier;
         if let Some(key) = verifier.public_key
-            && let Ok(spki) = STANDARD.decode(&key.raw_bytes)
+            && let Ok(spki) = STANDARD.decode(key.raw_bytes.as_bytes())
         {
             terms.push(SearchTerm::from_digest(
                 TermKind::Key,
@@ -306,7 +317,7 @@ pub fn search_terms(entry: &[u8]) -> Vec<SearchTerm> {
             ));
         }
         if let Some(cert) = verifier.x509_certificate
-            && let Ok(der) = STANDARD.decode(&cert.raw_bytes)
+            && let Ok(der) = STANDARD.decode(cert.raw_bytes.as_bytes())
         {
             certificate_terms(&der, &mut terms);
         }

@@ -214,3 +214,30 @@ fn walking_a_certificate_finds_what_a_full_decode_finds() {
         assert!(agreed > der.len() / 2, "{file}: {agreed} of {}", der.len());
     }
 }
+
+#[test]
+fn strings_written_with_escapes_give_the_same_terms() {
+    // JSON may write any character as \uXXXX: a body written so carries the same values. A
+    // canonical body has no escapes in these fields, but a followed log's bodies may.
+    let golden = String::from_utf8(read("golden_hashedrekord_p256_cert.json")).unwrap();
+    let escape_first_of = |text: &str, field: &str| -> String {
+        let at = text.find(field).unwrap() + field.len();
+        let c = text[at..].chars().next().unwrap();
+        format!(
+            "{}\\u{:04x}{}",
+            &text[..at],
+            u32::from(c),
+            &text[at + c.len_utf8()..]
+        )
+    };
+    let escaped = escape_first_of(
+        &escape_first_of(&golden, r#""digest":""#),
+        r#""rawBytes":""#,
+    );
+    assert_ne!(escaped, golden);
+    assert_eq!(
+        search_terms(escaped.as_bytes()),
+        search_terms(golden.as_bytes())
+    );
+    assert_eq!(search_terms(escaped.as_bytes()).len(), 2);
+}
