@@ -26,8 +26,9 @@ use rekor_client::{
 use rekor_entries::search::{SearchTerm, TermKind, certificate_search_terms, search_terms};
 use rekor_note::LogVerifier;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use sha2::{Digest as _, Sha256};
 
+use crate::search::DigestAlgorithm;
 use crate::util::{self, read};
 
 /// The version of the JSON report's shape; raised when a field changes meaning or goes away.
@@ -333,11 +334,10 @@ pub(crate) async fn report(
 ) -> anyhow::Result<()> {
     let artifact = args.artifact.as_deref().map(read).transpose()?;
     let terms = match (&artifact, &args.digest) {
-        (Some(bytes), _) => vec![
-            SearchTerm::digest(&format!("sha256:{}", hex::encode(Sha256::digest(bytes))))?,
-            SearchTerm::digest(&format!("sha384:{}", hex::encode(Sha384::digest(bytes))))?,
-            SearchTerm::digest(&format!("sha512:{}", hex::encode(Sha512::digest(bytes))))?,
-        ],
+        (Some(bytes), _) => DigestAlgorithm::ALL
+            .iter()
+            .map(|a| a.term_of(bytes))
+            .collect::<anyhow::Result<Vec<_>>>()?,
         (None, Some(digest)) => vec![SearchTerm::digest(digest).context("--digest")?],
         (None, None) => anyhow::bail!("pass --artifact FILE or --digest ALG:HEX"),
     };

@@ -44,12 +44,34 @@ pub(crate) struct SearchArgs {
     require_complete: bool,
 }
 
-/// A digest of `search --artifact`.
+/// A digest an entry may log of its artifact: that of its signing algorithm's hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum DigestAlgorithm {
     Sha256,
     Sha384,
     Sha512,
+}
+
+impl DigestAlgorithm {
+    /// Every digest an entry may log.
+    pub(crate) const ALL: [DigestAlgorithm; 3] = [
+        DigestAlgorithm::Sha256,
+        DigestAlgorithm::Sha384,
+        DigestAlgorithm::Sha512,
+    ];
+
+    /// The search term for `artifact`'s digest with this algorithm.
+    pub(crate) fn term_of(self, artifact: &[u8]) -> anyhow::Result<SearchTerm> {
+        let (name, digest) = match self {
+            DigestAlgorithm::Sha256 => ("sha256", Sha256::digest(artifact).to_vec()),
+            DigestAlgorithm::Sha384 => ("sha384", Sha384::digest(artifact).to_vec()),
+            DigestAlgorithm::Sha512 => ("sha512", Sha512::digest(artifact).to_vec()),
+        };
+        Ok(SearchTerm::digest(&format!(
+            "{name}:{}",
+            hex::encode(digest)
+        ))?)
+    }
 }
 
 impl SearchArgs {
@@ -58,15 +80,7 @@ impl SearchArgs {
             (Some(d), _, _, _) => SearchTerm::digest(d)?,
             (_, Some(k), _, _) => SearchTerm::key(k)?,
             (_, _, Some(i), _) => SearchTerm::identity(i)?,
-            (_, _, _, Some(path)) => {
-                let bytes = read(path)?;
-                let (name, digest) = match self.artifact_algorithm {
-                    DigestAlgorithm::Sha256 => ("sha256", Sha256::digest(&bytes).to_vec()),
-                    DigestAlgorithm::Sha384 => ("sha384", Sha384::digest(&bytes).to_vec()),
-                    DigestAlgorithm::Sha512 => ("sha512", Sha512::digest(&bytes).to_vec()),
-                };
-                SearchTerm::digest(&format!("{name}:{}", hex::encode(digest)))?
-            }
+            (_, _, _, Some(path)) => self.artifact_algorithm.term_of(&read(path)?)?,
             _ => bail!("pass --digest, --key, --identity or --artifact"),
         };
         Ok(term)

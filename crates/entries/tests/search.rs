@@ -8,6 +8,7 @@ mod common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::*;
+use rekor_entries::SigningAlgorithm;
 use rekor_entries::search::{SearchTerm, TermError, TermKind, search_terms};
 
 /// The term openssl computed for `file`.
@@ -153,7 +154,13 @@ fn fully_decoded_terms(der: &[u8]) -> Option<Vec<SearchTerm>> {
     let cert = x509_cert::Certificate::from_der(der).ok()?;
     let tbs = cert.tbs_certificate();
     let spki = tbs.subject_public_key_info().to_der().unwrap();
-    let mut terms = vec![SearchTerm::key(&format!("sha256:{}", hex(&sha256(&spki)))).unwrap()];
+    let mut terms = vec![
+        SearchTerm::key(&format!(
+            "sha256:{}",
+            hex(&digest_of(SigningAlgorithm::EcdsaP256Sha256, &spki))
+        ))
+        .unwrap(),
+    ];
     for extension in tbs.extensions().into_iter().flatten() {
         if extension.extn_id != <SubjectAltName as der::oid::AssociatedOid>::OID {
             continue;
@@ -170,12 +177,6 @@ fn fully_decoded_terms(der: &[u8]) -> Option<Vec<SearchTerm>> {
         }
     }
     Some(terms)
-}
-
-fn sha256(data: &[u8]) -> Vec<u8> {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data)
-        .as_ref()
-        .to_vec()
 }
 
 fn hex(bytes: &[u8]) -> String {
